@@ -1,0 +1,172 @@
+"""The ``geoflora`` command line: migrate, generate, compute, serve, demo, worker."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from backend.settings import Settings, get_settings
+
+
+def _sessions(settings: Settings):
+    from backend.db.engine import make_engine, make_sessionmaker, migrate
+
+    migrate(settings.db_url)
+    return make_sessionmaker(make_engine(settings.db_url))
+
+
+def _region_path(settings: Settings, name: str) -> Path:
+    return settings.regions_dir / name
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """GeoFlora: plant species, habitats, indicators and traits at 50 m."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the catalog database (SpatiaLite or PostGIS) with Alembic."""
+    from backend.db.engine import migrate as do_migrate
+
+    settings = get_settings()
+    do_migrate(settings.db_url)
+    click.echo(f"catalog at revision head: {settings.db_url.split('@')[-1]}")
+
+
+@main.command()
+@click.option("--name", default=None, help="Region name (directory under data/regions). Default: demo.")
+@click.option("--seed", type=int, default=None, help="Random seed (same seed, same region).")
+@click.option("--size", type=click.IntRange(1, 40), default=None, help="Edge in 25 km meta-tiles.")
+@click.option("--species", "n_species", type=click.IntRange(10, 20_000), default=None, help="Number of species.")
+@click.option("--x0", type=float, default=None, help="Lower-left easting, EPSG:3035 metres.")
+@click.option("--y0", type=float, default=None, help="Lower-left northing, EPSG:3035 metres.")
+@click.option("--force", is_flag=True, help="Regenerate even if the region exists.")
+def generate(name, seed, size, n_species, x0, y0, force) -> None:
+    """Generate a virtual region whose true species distributions, habitats and traits are known."""
+    settings = get_settings()
+    name = name or settings.demo_region
+    path = _region_path(settings, name)
+    if (path / "region.json").is_file() and not force:
+        click.echo(f"region {name!r} exists at {path} (use --force to regenerate)")
+        return
+    _generate(settings, name, seed, size, n_species, x0, y0)
+
+
+def _generate(settings: Settings, name: str, seed=None, size=None, n_species=None, x0=None, y0=None) -> Path:
+    import time
+
+    from inference.data.region import generate_region
+
+    kwargs = {}
+    if x0 is not None:
+        kwargs["x0"] = x0
+    if y0 is not None:
+        kwargs["y0"] = y0
+    size = size or settings.demo_size
+    path = _region_path(settings, name)
+    start = time.perf_counter()
+    generate_region(
+        path,
+        seed=settings.demo_seed if seed is None else seed,
+        nx=size,
+        ny=size,
+        n_species=n_species or settings.demo_species,
+        **kwargs,
+    )
+    click.echo(f"generated region {name!r} ({size} x {size} meta-tiles) in {time.perf_counter() - start:.1f} s: {path}")
+    return path
+
+
+@main.command()
+@click.option("--region", "region_name", default=None, help="Region name (default: the demo region).")
+@click.option("--executor", type=click.Choice(["local", "celery"]), default="local",
+              help="local: compute in this process; celery: send meta-tiles to the workers.")
+def compute(region_name, executor) -> None:
+    """Compute every layer of a region as a new run and make it live."""
+    from inference.pipeline.run import run_local
+
+    settings = get_settings()
+    name = region_name or settings.demo_region
+    path = _region_path(settings, name)
+    if not (path / "region.json").is_file():
+        raise click.ClickException(f"region {name!r} does not exist at {path}: run `geoflora generate --name {name}`")
+    sessions = _sessions(settings)
+    if executor == "celery":
+        from inference.celery_app import run_with_celery
+
+        run_id = run_with_celery(settings, sessions, name, path)
+    else:
+        run_id = run_local(settings, sessions, name, path)
+    click.echo(f"run {run_id} is live")
+
+
+def _print_urls(settings: Settings) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo("\nGeoFlora is running:")
+    click.echo(f"  map              {base}/")
+    click.echo(f"  API docs         {base}/docs")
+    click.echo(f"  WMS capabilities {base}/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0")
+    click.echo(f"  WMTS capabilities {base}/wmts/1.0.0/WMTSCapabilities.xml\n")
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default from settings).")
+@click.option("--port", type=int, default=None, help="Port (default from settings).")
+@click.option("--workers", type=int, default=1, help="uvicorn worker processes.")
+def serve(host, port, workers) -> None:
+    """Serve the map, the API, XYZ tiles, WMS and WMTS."""
+    settings = get_settings()
+    _serve(settings, host, port, workers)
+
+
+def _serve(settings: Settings, host=None, port=None, workers: int = 1) -> None:
+    import os
+
+    import uvicorn
+
+    host = host or settings.host
+    port = port or settings.port
+    # MapProxy reaches TiTiler over HTTP at this address; workers read settings from the env.
+    os.environ.setdefault("GEOFLORA_INTERNAL_URL", f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
+    get_settings.cache_clear()
+    _print_urls(get_settings().model_copy(update={"host": host, "port": port}))
+    uvicorn.run("backend.main:app", host=host, port=port, workers=workers, log_level="warning")
+
+
+@main.command()
+def demo() -> None:
+    """Migrate, generate the demo region if missing, compute it if it has no live run, serve it."""
+    from inference.pipeline.run import live_run_for, run_local
+
+    settings = get_settings()
+    sessions = _sessions(settings)
+    name = settings.demo_region
+    path = _region_path(settings, name)
+    if not (path / "region.json").is_file():
+        _generate(settings, name)
+    run_id = live_run_for(sessions, name)
+    if run_id is None:
+        run_id = run_local(settings, sessions, name, path)
+        click.echo(f"run {run_id} is live")
+    else:
+        click.echo(f"reusing live run {run_id}")
+    _serve(settings)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def worker(ctx) -> None:
+    """Start a Celery worker (extra arguments go to `celery worker`)."""
+    from inference.celery_app import celery_app
+
+    celery_app.worker_main(["worker", *ctx.args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""All of GeoFlora's configuration: one pydantic-settings class, environment prefix ``GEOFLORA_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """GeoFlora settings. Every field can be set as ``GEOFLORA_<FIELD>`` (or in a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="GEOFLORA_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="'production' refuses to start without an admin token."
+    )
+    data_dir: Path = Field(REPO_ROOT / "data", description="Regions, runs, COGs and caches live here.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Default: SQLite + SpatiaLite file in the data dir. "
+        "Production: postgresql+psycopg://user:pass@host/db (PostGIS).",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker. Default: an embedded SQLite broker in the data dir. "
+        "Production: redis://host:6379/0.",
+    )
+    result_backend: str | None = Field(None, description="Celery result backend (default: beside the broker).")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for admin actions; admin endpoints are disabled when unset."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    internal_url: str | None = Field(
+        None,
+        description="Base URL at which MapProxy reaches this server's TiTiler (default http://host:port).",
+    )
+    frontend_dist: Path = Field(REPO_ROOT / "frontend" / "dist", description="Built single-page app.")
+
+    # Demo region (``make run``)
+    demo_region: str = "demo"
+    demo_seed: int = 0
+    demo_size: int = Field(2, ge=1, le=8, description="Demo region edge in meta-tiles (25 km each).")
+    demo_species: int = Field(300, ge=10, le=20_000)
+
+    # Limits
+    max_image_px: int = Field(4096, ge=256, description="Largest WMS GetMap width or height.")
+    max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted.")
+    max_area_km2: float = Field(20_000.0, gt=0, description="Largest area a report may cover.")
+    max_vertices: int = Field(10_000, ge=4, description="Most vertices in a report geometry.")
+
+    @model_validator(mode="after")
+    def _production_needs_token(self) -> "Settings":
+        if self.environment == "production" and self.admin_token is None:
+            raise ValueError("GEOFLORA_ADMIN_TOKEN must be set when GEOFLORA_ENVIRONMENT=production")
+        return self
+
+    # Derived values: computed, never stored twice.
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'geoflora.sqlite'}"
+
+    @property
+    def celery_broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'celery-broker.sqlite'}"
+
+    @property
+    def celery_backend(self) -> str:
+        if self.result_backend:
+            return self.result_backend
+        if self.broker_url and self.broker_url.startswith("redis"):
+            return self.broker_url
+        return f"db+sqlite:///{self.data_dir / 'celery-results.sqlite'}"
+
+    @property
+    def tiles_base_url(self) -> str:
+        return (self.internal_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def regions_dir(self) -> Path:
+        return self.data_dir / "regions"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

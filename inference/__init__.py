@@ -1,0 +1,1 @@
+"""GeoFlora inference: data (generator and readers), models, the meta-tile pipeline and Celery."""

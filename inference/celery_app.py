@@ -1,0 +1,77 @@
+"""Celery: Redis in production, an embedded SQLite broker by default (no server to install).
+
+Tasks acknowledge late (a worker killed mid-meta-tile leaves the message for another worker) and
+are idempotent (a finished meta-tile is skipped), so a region completes with nothing lost and
+nothing computed twice into a visible file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from celery import Celery, chord
+from kombu.transport import sqlalchemy as kombu_sqla
+
+from backend.settings import Settings, get_settings
+
+# The SQLAlchemy transport polls once a second; its polling_interval cannot be passed through
+# broker_transport_options (they reach create_engine), so it is set on the transport class.
+kombu_sqla.Transport.polling_interval = 0.1
+
+
+def make_celery(settings: Settings) -> Celery:
+    if settings.celery_broker.startswith("sqla+sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("geoflora", broker=settings.celery_broker, backend=settings.celery_backend)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        result_extended=True,
+    )
+    return app
+
+
+celery_app = make_celery(get_settings())
+
+
+def _sessions():
+    from backend.db.engine import make_engine, make_sessionmaker
+
+    settings = get_settings()
+    return settings, make_sessionmaker(make_engine(settings.db_url))
+
+
+@celery_app.task(name="geoflora.process_metatile", bind=True, autoretry_for=(OSError,), max_retries=3,
+                 retry_backoff=True)
+def process_metatile_task(self, run_id: str, tile_id: str) -> str:
+    from inference.pipeline.run import process_metatile
+
+    settings, sessions = _sessions()
+    return process_metatile(settings, sessions, run_id, tile_id)
+
+
+@celery_app.task(name="geoflora.finalize_run")
+def finalize_run_task(_results, run_id: str) -> str:
+    from inference.pipeline.run import finalize_run
+
+    settings, sessions = _sessions()
+    finalize_run(settings, sessions, run_id)
+    return run_id
+
+
+def run_with_celery(settings: Settings, sessions, region_name: str, region_path: Path, timeout: float = 3600) -> str:
+    """Fan a new run out over the workers (one task per meta-tile) and wait for it to go live."""
+    from backend.db.models import Run
+    from inference.pipeline.run import create_run
+
+    run_id = create_run(sessions, region_name, region_path)
+    with sessions() as session:
+        tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
+    result = chord(process_metatile_task.s(run_id, t) for t in tiles)(finalize_run_task.s(run_id))
+    result.get(timeout=timeout)
+    return run_id

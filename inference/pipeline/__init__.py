@@ -1,0 +1,1 @@
+"""The meta-tile pipeline: runs, per-meta-tile computation, finalisation and catalog registration."""

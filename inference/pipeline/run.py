@@ -1,0 +1,241 @@
+"""Runs: create one over a region, compute its meta-tiles (idempotently), finalise and go live."""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import shutil
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species, utcnow
+from backend.settings import Settings
+from inference.grid import MetaTile
+from inference.pipeline.outputs import OUTPUTS, OutputSpec
+from inference.pipeline.stages import compute_metatile
+from tiles.cog import GDAL_ENV, write_cog
+from tiles.colormaps import continuous_legend
+from tiles.layout import metatile_cog, mosaic_path, relative, run_dir
+
+log = logging.getLogger(__name__)
+
+
+class RunError(RuntimeError):
+    """A run that cannot proceed (unknown, incomplete, or its region is missing)."""
+
+
+def new_run_id(region: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{region}-{stamp}-{secrets.token_hex(3)}"
+
+
+@lru_cache(maxsize=4)
+def _load_region(path: str):
+    from inference.data.region import load_region
+
+    return load_region(Path(path))
+
+
+def create_run(sessions: sessionmaker[Session], region_name: str, region_path: Path) -> str:
+    """Register a pending run over every meta-tile of the generated region at ``region_path``."""
+    region = _load_region(str(region_path.resolve()))
+    run_id = new_run_id(region_name)
+    with sessions.begin() as session:
+        run = Run(
+            id=run_id,
+            region=region_name,
+            status="running",
+            is_live=False,
+            config={"region_path": str(region_path.resolve()), "outputs": [o.layer_id for o in OUTPUTS]},
+        )
+        session.add(run)
+        for tile in region.grid.metatiles():
+            session.add(
+                MetaTileRecord(
+                    run_id=run_id,
+                    tile_id=tile.id,
+                    footprint=f"SRID=3035;{tile.polygon_wkt()}",
+                    status="pending",
+                )
+            )
+    return run_id
+
+
+def _set_tile_status(sessions, run_id: str, tile_id: str, status: str, error: str | None = None) -> None:
+    with sessions.begin() as session:
+        session.execute(
+            update(MetaTileRecord)
+            .where(MetaTileRecord.run_id == run_id, MetaTileRecord.tile_id == tile_id)
+            .values(status=status, error=error, updated_at=utcnow())
+        )
+
+
+def _outputs_exist(settings: Settings, run_id: str, tile_id: str) -> bool:
+    return all(metatile_cog(settings.data_dir, run_id, tile_id, o.file_name).is_file() for o in OUTPUTS)
+
+
+def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id: str, tile_id: str) -> str:
+    """Compute and write every output of one meta-tile. Returns 'done' or 'skipped' (already done).
+
+    Idempotent: a meta-tile whose outputs are all in place is not recomputed. Each file is written
+    atomically, so a crash leaves either the old state or the complete file.
+    """
+    with sessions() as session:
+        record = session.scalars(
+            select(MetaTileRecord).where(MetaTileRecord.run_id == run_id, MetaTileRecord.tile_id == tile_id)
+        ).first()
+        run = session.get(Run, run_id)
+        if record is None or run is None:
+            raise RunError(f"meta-tile {tile_id} is not part of run {run_id}")
+        region_path = run.config["region_path"]
+        status = record.status
+    if status == "done" and _outputs_exist(settings, run_id, tile_id):
+        return "skipped"
+    _set_tile_status(sessions, run_id, tile_id, "running")
+    try:
+        region = _load_region(region_path)
+        tile = MetaTile.from_id(tile_id)
+        arrays = compute_metatile(region, tile)
+        for spec in OUTPUTS:
+            data = arrays[spec.layer_id]
+            valid = data[data != spec.nodata]
+            tags = {
+                "GEOFLORA_LAYER": spec.layer_id,
+                "GEOFLORA_RUN": run_id,
+                "GEOFLORA_MAX": f"{float(valid.max()) if valid.size else 0.0:.6g}",
+                "GEOFLORA_P99": f"{float(np.percentile(valid, 99)) if valid.size else 0.0:.6g}",
+            }
+            write_cog(
+                metatile_cog(settings.data_dir, run_id, tile_id, spec.file_name),
+                data,
+                transform=tile.transform(),
+                nodata=spec.nodata,
+                band_names=[spec.layer_id],
+                tags=tags,
+                resampling=spec.resampling,
+            )
+    except Exception as exc:
+        _set_tile_status(sessions, run_id, tile_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    _set_tile_status(sessions, run_id, tile_id, "done")
+    return "done"
+
+
+def _nice_max(value: float) -> float:
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    return math.ceil(value / magnitude * 2) / 2 * magnitude
+
+
+def _register_layer(session: Session, settings: Settings, run_id: str, spec: OutputSpec, cogs: list[Path]) -> None:
+    vrt = mosaic_path(settings.data_dir, run_id, spec.file_name)
+    from tiles.mosaic import build_vrt
+
+    build_vrt(vrt, cogs)
+    maxima = []
+    with rasterio.Env(**GDAL_ENV):
+        for cog in cogs:
+            with rasterio.open(cog) as src:
+                maxima.append(float(src.tags().get("GEOFLORA_P99", 0.0)))
+    vmax = _nice_max(max(maxima))
+    session.merge(
+        Layer(
+            run_id=run_id,
+            id=spec.layer_id,
+            kind=spec.kind,
+            title=spec.title,
+            description=spec.description,
+            units=spec.units,
+            path=relative(settings.data_dir, vrt),
+            band=spec.band,
+            colormap=spec.colormap,
+            rescale_min=0.0,
+            rescale_max=vmax,
+            legend=continuous_legend(spec.colormap or "viridis", 0.0, vmax, spec.units),
+        )
+    )
+
+
+def _register_flora(session: Session, region) -> None:
+    from inference.data import eunis
+
+    for sp in region.species_records():
+        session.merge(Species(**sp))
+    # Parents first, so the self-referencing foreign key holds on both databases.
+    for hab in sorted(eunis.all_types(), key=lambda h: h.level):
+        session.merge(Habitat(code=hab.code, name=hab.name, level=hab.level, parent=hab.parent))
+
+
+def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: str, make_live: bool = True) -> None:
+    """Mosaic and register every output; then make the run live, in one transaction."""
+    with sessions() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise RunError(f"unknown run {run_id}")
+        pending = [t.tile_id for t in run.metatiles if t.status != "done"]
+        tile_ids = [t.tile_id for t in run.metatiles]
+        region_path = run.config["region_path"]
+    if pending:
+        raise RunError(f"run {run_id} is not complete: meta-tiles {', '.join(pending)} are not done")
+    region = _load_region(region_path)
+    with sessions.begin() as session:
+        for spec in OUTPUTS:
+            cogs = [metatile_cog(settings.data_dir, run_id, t, spec.file_name) for t in tile_ids]
+            _register_layer(session, settings, run_id, spec, cogs)
+        _register_flora(session, region)
+        run = session.get(Run, run_id)
+        run.status = "complete"
+        run.finished_at = utcnow()
+        if make_live:
+            session.execute(update(Run).where(Run.id != run_id).values(is_live=False))
+            run.is_live = True
+    if make_live:
+        _drop_stale_caches(settings, run_id)
+
+
+def _drop_stale_caches(settings: Settings, live_run: str) -> None:
+    root = settings.cache_dir / "mapproxy"
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.is_dir() and child.name not in (live_run, "locks", "tile_locks"):
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def live_run_for(sessions: sessionmaker[Session], region_name: str) -> str | None:
+    with sessions() as session:
+        return session.scalars(
+            select(Run.id).where(Run.region == region_name, Run.is_live.is_(True), Run.status == "complete")
+        ).first()
+
+
+def run_local(settings: Settings, sessions: sessionmaker[Session], region_name: str, region_path: Path,
+              progress: bool = True) -> str:
+    """Create a run and compute it in this process, meta-tile after meta-tile, then go live."""
+    from tqdm import tqdm
+
+    run_id = create_run(sessions, region_name, region_path)
+    with sessions() as session:
+        tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
+    for tile_id in tqdm(tiles, desc=f"run {run_id}", unit="meta-tile", disable=not progress):
+        process_metatile(settings, sessions, run_id, tile_id)
+    finalize_run(settings, sessions, run_id)
+    return run_id
+
+
+__all__ = [
+    "RunError",
+    "create_run",
+    "process_metatile",
+    "finalize_run",
+    "run_local",
+    "live_run_for",
+    "run_dir",
+]

@@ -1,0 +1,121 @@
+"""Shared fixtures: a tiny generated region, a computed run, a live server, PostGIS."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_region(tmp_path_factory) -> Path:
+    """A 1 x 1 meta-tile generated region with few species (generated once per test session)."""
+    from inference.data.region import generate_region
+
+    path = tmp_path_factory.mktemp("regions") / "tiny"
+    generate_region(path, seed=7, nx=1, ny=1, n_species=24)
+    return path
+
+
+def make_settings(data_dir: Path, **kw) -> Settings:
+    return Settings(data_dir=data_dir, _env_file=None, **kw)
+
+
+@pytest.fixture(scope="session")
+def computed(tmp_path_factory, tiny_region):
+    """Settings and session factory of a data dir whose tiny region has a live run."""
+    from backend.db.engine import make_engine, make_sessionmaker, migrate
+    from inference.pipeline.run import run_local
+
+    data_dir = tmp_path_factory.mktemp("data")
+    port = free_port()
+    settings = make_settings(data_dir, port=port, internal_url=f"http://127.0.0.1:{port}")
+    migrate(settings.db_url)
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    run_id = run_local(settings, sessions, "tiny", tiny_region, progress=False)
+    return settings, sessions, run_id
+
+
+@pytest.fixture(scope="session")
+def app(computed):
+    from backend.app import create_app
+
+    settings, _, _ = computed
+    return create_app(settings)
+
+
+@pytest.fixture()
+def client(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def live_server(app, computed) -> str:
+    """The app served by uvicorn on a free port (MapProxy needs TiTiler over real HTTP)."""
+    import uvicorn
+
+    settings, _, _ = computed
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{settings.port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def postgres_url() -> str | None:
+    """URL of a PostgreSQL server for the PostGIS tests; on CI it must exist (no silent skip)."""
+    url = os.environ.get("GEOFLORA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    try:
+        import psycopg
+
+        with psycopg.connect(url.replace("+psycopg", ""), connect_timeout=3):
+            return url
+    except Exception as exc:  # noqa: BLE001
+        if ON_CI:
+            pytest.fail(f"PostgreSQL is required on CI but unreachable at {url}: {exc}")
+        return None
+
+
+@pytest.fixture()
+def postgis_url():
+    """A fresh PostGIS database, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    admin = postgres_url()
+    if admin is None:
+        pytest.skip("no PostgreSQL server reachable (set GEOFLORA_TEST_POSTGRES_URL)")
+    name = f"geoflora_test_{uuid.uuid4().hex[:8]}"
+    plain = admin.replace("+psycopg", "")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

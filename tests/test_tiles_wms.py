@@ -1,0 +1,120 @@
+"""The layer through the map services: XYZ tiles (TiTiler) and WMS (MapProxy, read with OWSLib)."""
+
+from __future__ import annotations
+
+import httpx
+import morecantile
+import numpy as np
+import pytest
+import rasterio
+from owslib.wms import WebMapService
+from rasterio.warp import transform_bounds
+
+from tests.pixels import compare_image, decode_png, pixel_centres
+
+LAYER = "indicator.richness"
+WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
+
+
+@pytest.fixture(scope="module")
+def layer(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        layers = {lyr["id"]: lyr for lyr in c.get("/api/layers").json()["layers"]}
+    return layers[LAYER]
+
+
+@pytest.fixture(scope="module")
+def mosaic(computed):
+    settings, _, run_id = computed
+    return settings.data_dir / "runs" / run_id / "mosaics" / f"{LAYER}.vrt"
+
+
+def _compare(img, bbox, crs, mosaic, legend):
+    xs, ys = pixel_centres(bbox, img.shape[2], img.shape[1])
+    return compare_image(img, xs, ys, crs, mosaic, legend["colormap"], legend["min"], legend["max"])
+
+
+def test_xyz_tile_pixels_match_the_cog(client, layer, mosaic):
+    west, south, east, north = layer["bounds"]
+    tile = WEB_MERCATOR.tile((west + east) / 2, (south + north) / 2, 13)
+    resp = client.get(layer["tiles_url"].format(z=tile.z, x=tile.x, y=tile.y))
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "image/png"
+    img = decode_png(resp.content)
+    assert img.shape == (4, 256, 256)
+    b = WEB_MERCATOR.xy_bounds(tile)
+    stats = _compare(img, (b.left, b.bottom, b.right, b.top), "EPSG:3857", mosaic, layer["legend"])
+    assert stats["n_data"] > 1000
+    assert stats["opaque_where_data"] > 0.99, stats
+    assert stats["exact"] > 0.95, stats
+    assert stats["near"] > 0.995, stats
+
+
+def test_low_zoom_tile_covers_the_region_and_is_transparent_around_it(client, layer):
+    west, south, east, north = layer["bounds"]
+    tile = WEB_MERCATOR.tile((west + east) / 2, (south + north) / 2, 8)
+    img = decode_png(client.get(layer["tiles_url"].format(z=tile.z, x=tile.x, y=tile.y)).content)
+    opaque = img[3] > 0
+    # 25 km at zoom 8 (~390 m/px at 50 deg N) is roughly 40 to 90 pixels across.
+    assert 0.0 < opaque.mean() < 0.2
+    rows, cols = np.nonzero(opaque)
+    assert 30 < cols.max() - cols.min() < 110 and 30 < rows.max() - rows.min() < 110
+
+
+def test_tile_outside_the_region_is_404_and_unknown_layer_is_404(client, layer):
+    assert client.get(layer["tiles_url"].format(z=13, x=0, y=0)).status_code == 404
+    resp = client.get("/tiles/no.such.layer/tiles/WebMercatorQuad/13/1/1.png")
+    assert resp.status_code == 404
+    assert "unknown layer" in resp.json()["detail"]
+
+
+def test_tiles_take_no_url_or_path_from_the_client(client, layer):
+    url = layer["tiles_url"].format(z=13, x=1, y=1) + "&url=/etc/passwd"
+    assert client.get(url).status_code == 404  # still the catalog file, and this tile is outside it
+    assert client.get("/tiles/..%2F..%2Fetc%2Fpasswd/tiles/WebMercatorQuad/1/1/1.png").status_code in (404, 422)
+
+
+@pytest.fixture(scope="module")
+def wms(live_server):
+    return WebMapService(f"{live_server}/wms", version="1.3.0", timeout=60)
+
+
+def test_wms_capabilities_list_the_layer_in_three_crs(wms, live_server):
+    assert LAYER in wms.contents
+    assert {"EPSG:3857", "EPSG:4326", "EPSG:3035"} <= set(wms[LAYER].crsOptions)
+    assert "Species richness" in wms[LAYER].title
+    assert LAYER in WebMapService(f"{live_server}/wms", version="1.1.1", timeout=60).contents
+
+
+@pytest.mark.parametrize("crs", ["EPSG:3035", "EPSG:3857", "EPSG:4326"])
+def test_wms_getmap_pixels_match_the_cog(wms, layer, mosaic, crs):
+    with rasterio.open(mosaic) as src:
+        left, bottom = src.bounds.left + 9000, src.bounds.bottom + 9000
+    box3035 = (left, bottom, left + 6000, bottom + 6000)  # 6 x 6 km inside the region
+    bbox = box3035 if crs == "EPSG:3035" else transform_bounds("EPSG:3035", crs, *box3035)
+    # OWSLib swaps EPSG:4326 to the latitude, longitude order of WMS 1.3.0 itself.
+    resp = wms.getmap(layers=[LAYER], styles=[""], srs=crs, bbox=bbox, size=(240, 240),
+                      format="image/png", transparent=True)
+    data = resp.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:300]
+    img = decode_png(data)
+    if img.shape[0] == 3:  # fully opaque images may come without alpha
+        img = np.concatenate([img, np.full((1, *img.shape[1:]), 255, np.uint8)])
+    stats = _compare(img, bbox, crs, mosaic, layer["legend"])
+    assert stats["n_data"] > 0.9 * 240 * 240
+    assert stats["exact"] > 0.9, stats
+    assert stats["near"] > 0.98, stats
+
+
+def test_wms_rejects_oversized_images_with_an_ogc_exception(live_server):
+    r = httpx.get(
+        f"{live_server}/wms",
+        params={"SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": LAYER, "STYLES": "",
+                "CRS": "EPSG:3857", "BBOX": "0,0,1000,1000", "WIDTH": 20000, "HEIGHT": 20000,
+                "FORMAT": "image/png"},
+        timeout=30,
+    )
+    assert "ServiceException" in r.text
+    assert "20000" in r.text or "size" in r.text.lower()

@@ -1,0 +1,103 @@
+"""Write Cloud-Optimised GeoTIFFs atomically (temp file, then rename) and validate them."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.io import MemoryFile
+from rio_cogeo.cogeo import cog_translate, cog_validate
+from rio_cogeo.profiles import cog_profiles
+
+GDAL_ENV = {
+    # Opening one file must not list its directory (thousands of meta-tiles side by side).
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_CACHEMAX": 256,
+    "VSI_CACHE": True,
+}
+
+
+def write_cog(
+    path: Path,
+    data: np.ndarray,
+    *,
+    transform: Affine,
+    crs: str = "EPSG:3035",
+    nodata: float | int | None,
+    band_names: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+    colormap: dict[int, tuple[int, int, int, int]] | None = None,
+    resampling: str = "average",
+    blocksize: int = 256,
+) -> Path:
+    """Write ``data`` ([bands, rows, cols] or [rows, cols]) as a COG at ``path``, atomically.
+
+    The file appears under its final name only once it is complete, so a reader (TiTiler,
+    MapProxy, a report) never sees a half-written file. ``resampling`` builds the overviews:
+    ``average`` for continuous values, ``nearest``/``mode`` for classes.
+    """
+    if data.ndim == 2:
+        data = data[np.newaxis]
+    count, height, width = data.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    src_profile = {
+        "driver": "GTiff",
+        "dtype": data.dtype.name,
+        "count": count,
+        "height": height,
+        "width": width,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+    }
+    dst_profile = cog_profiles.get("deflate")
+    dst_profile.update(blockxsize=blocksize, blockysize=blocksize, predictor=2 if data.dtype.kind in "iu" else 3)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with rasterio.Env(**GDAL_ENV), MemoryFile() as mem:
+            with mem.open(**src_profile) as dst:
+                dst.write(data)
+                if band_names:
+                    for i, name in enumerate(band_names, start=1):
+                        dst.set_band_description(i, name)
+                if tags:
+                    dst.update_tags(**tags)
+                if colormap is not None:
+                    dst.write_colormap(1, colormap)
+                    dst.colorinterp = [ColorInterp.palette]
+            with mem.open() as src:
+                cog_translate(
+                    src,
+                    tmp,
+                    dst_profile,
+                    overview_resampling=resampling,
+                    overview_level=None,
+                    in_memory=True,
+                    quiet=True,
+                    use_cog_driver=False,
+                )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def is_valid_cog(path: Path) -> bool:
+    valid, _errors, _warnings = cog_validate(str(path), quiet=True)
+    return bool(valid)
+
+
+def read_band(path: Path, band: int = 1) -> tuple[np.ndarray, Affine, float | None]:
+    """Read one band at full resolution (used by tests and reports)."""
+    with rasterio.Env(**GDAL_ENV), rasterio.open(path) as src:
+        return src.read(band), src.transform, src.nodata
+
+
+RESAMPLING = {"average": Resampling.average, "nearest": Resampling.nearest, "mode": Resampling.mode}

@@ -1,0 +1,93 @@
+"""Region mosaics: a GDAL VRT over the meta-tile COGs of one layer (aligned, same grid)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import rasterio
+from rasterio.crs import CRS
+
+from tiles.cog import GDAL_ENV
+
+_GDAL_TYPES = {
+    "uint8": "Byte",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "float32": "Float32",
+    "float64": "Float64",
+}
+
+
+def build_vrt(path: Path, sources: list[Path]) -> Path:
+    """Write a VRT mosaicking ``sources`` (same CRS, resolution, bands and dtype), atomically.
+
+    Source paths are written relative to the VRT so the data dir can move (or be mounted
+    elsewhere on a worker or API machine).
+    """
+    if not sources:
+        raise ValueError("a mosaic needs at least one source file")
+    infos = []
+    with rasterio.Env(**GDAL_ENV):
+        for src_path in sources:
+            with rasterio.open(src_path) as src:
+                infos.append((src_path, src.bounds, src.width, src.height, src.res, src.count,
+                              src.dtypes[0], src.nodata, src.crs, src.descriptions, src.colormap(1)
+                              if src.colorinterp[0].name == "palette" else None))
+    res = infos[0][4]
+    crs: CRS = infos[0][8]
+    left = min(i[1].left for i in infos)
+    top = max(i[1].top for i in infos)
+    right = max(i[1].right for i in infos)
+    bottom = min(i[1].bottom for i in infos)
+    width = int(round((right - left) / res[0]))
+    height = int(round((top - bottom) / res[1]))
+    count, dtype, nodata = infos[0][5], infos[0][6], infos[0][7]
+    descriptions, colormap = infos[0][9], infos[0][10]
+    for info in infos[1:]:
+        if info[4] != res or info[5] != count or info[6] != dtype or info[8] != crs:
+            raise ValueError(f"{info[0]} does not match the grid, bands or dtype of {infos[0][0]}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+        f"  <SRS>{escape(crs.to_wkt())}</SRS>",
+        f"  <GeoTransform>{left!r}, {res[0]!r}, 0.0, {top!r}, 0.0, {-res[1]!r}</GeoTransform>",
+    ]
+    for b in range(1, count + 1):
+        lines.append(f'  <VRTRasterBand dataType="{_GDAL_TYPES[dtype]}" band="{b}">')
+        if descriptions and descriptions[b - 1]:
+            lines.append(f"    <Description>{escape(descriptions[b - 1])}</Description>")
+        if nodata is not None:
+            lines.append(f"    <NoDataValue>{nodata!r}</NoDataValue>")
+        if b == 1 and colormap:
+            lines.append("    <ColorInterp>Palette</ColorInterp>")
+            lines.append("    <ColorTable>")
+            for idx in range(max(colormap) + 1):
+                r, g, bl, a = colormap.get(idx, (0, 0, 0, 0))
+                lines.append(f'      <Entry c1="{r}" c2="{g}" c3="{bl}" c4="{a}"/>')
+            lines.append("    </ColorTable>")
+        for src_path, bounds, w, h, *_ in infos:
+            x_off = int(round((bounds.left - left) / res[0]))
+            y_off = int(round((top - bounds.top) / res[1]))
+            rel = os.path.relpath(src_path, path.parent)
+            lines += [
+                "    <ComplexSource>" if nodata is not None else "    <SimpleSource>",
+                f'      <SourceFilename relativeToVRT="1">{escape(rel)}</SourceFilename>',
+                f"      <SourceBand>{b}</SourceBand>",
+                f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>',
+                f'      <DstRect xOff="{x_off}" yOff="{y_off}" xSize="{w}" ySize="{h}"/>',
+            ]
+            if nodata is not None:
+                lines.append(f"      <NODATA>{nodata!r}</NODATA>")
+            lines.append("    </ComplexSource>" if nodata is not None else "    </SimpleSource>")
+        lines.append("  </VRTRasterBand>")
+    lines.append("</VRTDataset>")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
