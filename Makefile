@@ -40,6 +40,7 @@ run: install frontend
 
 test: install frontend
 	bash scripts/system-deps.sh --test
+	cd frontend && npm test --silent
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-data:

@@ -1,0 +1,112 @@
+"""Deep-SDM: the GeoPlant "ResNet-6" multimodal ensemble.
+
+One encoder per modality — Sentinel-2 patch [C, P, P], climate cube [4, 19, 12], Landsat cube
+[6, 4, 21] — each conv3x3(C->64)+BN+ReLU, conv3x3(64->128)+BN+ReLU, maxpool 2,
+conv3x3(128->256)+BN+ReLU, conv3x3(256->512)+BN+ReLU, maxpool 2, global average pool; the pooled
+features are concatenated into one linear layer over all species (logits; sigmoid for
+probabilities). Every shape is a constructor argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from inference.models import register
+
+
+def _block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class ResNet6Encoder(nn.Module):
+    """The GeoPlant ResNet-6 encoder (no residual connections despite the name)."""
+
+    def __init__(self, in_channels: int, widths: tuple[int, int, int, int] = (64, 128, 256, 512)) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        self.stage1 = nn.Sequential(*_block(in_channels, w1), *_block(w1, w2))
+        self.stage2 = nn.Sequential(*_block(w2, w3), *_block(w3, w4))
+        self.out_features = w4
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the global pooling: [N, C, H, W] -> [N, w4, H/4, W/4]."""
+        x = F.max_pool2d(self.stage1(x), 2, ceil_mode=True)
+        return F.max_pool2d(self.stage2(x), 2, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=(2, 3))
+
+
+@dataclass(frozen=True)
+class SDMConfig:
+    n_species: int
+    s2_channels: int = 4
+    patch_size: int = 128
+    climate_shape: tuple[int, int, int] = (4, 19, 12)
+    landsat_shape: tuple[int, int, int] = (6, 4, 21)
+    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    extra_features: int = 0  # e.g. BotaCLIP embeddings appended to the ensemble
+    modalities: tuple[str, ...] = field(default=("s2", "climate", "landsat"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SDMConfig":
+        d = dict(d)
+        for k in ("climate_shape", "landsat_shape", "widths", "modalities"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+PAPER = dict(patch_size=128, climate_shape=(4, 19, 12), landsat_shape=(6, 4, 21), widths=(64, 128, 256, 512))
+DEMO = dict(patch_size=64, climate_shape=(4, 19, 12), landsat_shape=(6, 4, 21), widths=(16, 32, 48, 64))
+
+
+class MultimodalSDM(nn.Module):
+    """Three ResNet-6 encoders concatenated into one linear layer over ``n_species`` (logits)."""
+
+    def __init__(self, config: SDMConfig) -> None:
+        super().__init__()
+        self.config = config
+        enc = {}
+        if "s2" in config.modalities:
+            enc["s2"] = ResNet6Encoder(config.s2_channels, config.widths)
+        if "climate" in config.modalities:
+            enc["climate"] = ResNet6Encoder(config.climate_shape[0], config.widths)
+        if "landsat" in config.modalities:
+            enc["landsat"] = ResNet6Encoder(config.landsat_shape[0], config.widths)
+        if not enc:
+            raise ValueError("an SDM needs at least one modality")
+        self.encoders = nn.ModuleDict(enc)
+        n_feat = sum(e.out_features for e in enc.values()) + config.extra_features
+        self.head = nn.Linear(n_feat, config.n_species)
+
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = [self.encoders[name](batch[name]) for name in self.encoders]
+        if self.config.extra_features:
+            parts.append(batch["extra"])
+        return torch.cat(parts, dim=1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.features(batch))
+
+
+@register("sdm-resnet6")
+def build_sdm(**kwargs) -> MultimodalSDM:
+    return MultimodalSDM(SDMConfig(**kwargs))
+
+
+@register("sdm-resnet6-paper")
+def build_sdm_paper(n_species: int = 11_255, **kwargs) -> MultimodalSDM:
+    return MultimodalSDM(SDMConfig(n_species=n_species, **{**PAPER, **kwargs}))
+
+
+@register("sdm-resnet6-demo")
+def build_sdm_demo(n_species: int, **kwargs) -> MultimodalSDM:
+    return MultimodalSDM(SDMConfig(n_species=n_species, **{**DEMO, **kwargs}))
