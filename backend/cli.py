@@ -55,6 +55,10 @@ def generate(name, seed, size, n_species, x0, y0, force) -> None:
     if (path / "region.json").is_file() and not force:
         click.echo(f"region {name!r} exists at {path} (use --force to regenerate)")
         return
+    if force and path.exists():
+        import shutil
+
+        shutil.rmtree(path)
     _generate(settings, name, seed, size, n_species, x0, y0)
 
 
@@ -71,15 +75,21 @@ def _generate(settings: Settings, name: str, seed=None, size=None, n_species=Non
     size = size or settings.demo_size
     path = _region_path(settings, name)
     start = time.perf_counter()
-    generate_region(
+    region = generate_region(
         path,
         seed=settings.demo_seed if seed is None else seed,
         nx=size,
         ny=size,
         n_species=n_species or settings.demo_species,
+        progress=lambda stage, frac: click.echo(f"  [{frac:4.0%}] {stage}", err=True),
         **kwargs,
     )
-    click.echo(f"generated region {name!r} ({size} x {size} meta-tiles) in {time.perf_counter() - start:.1f} s: {path}")
+    m = region.meta
+    click.echo(
+        f"generated region {name!r}: meta-tiles {', '.join(m['metatiles'])}, {m['n_species']} species, "
+        f"{m['counts']['pa']['surveys']} PA surveys, {m['counts']['po']['records']} presence-only records, "
+        f"{m['counts']['photos']['photos']} photos in {time.perf_counter() - start:.1f} s: {path}"
+    )
     return path
 
 

@@ -104,7 +104,10 @@ def test_wms_getmap_pixels_match_the_cog(wms, layer, mosaic, crs):
         img = np.concatenate([img, np.full((1, *img.shape[1:]), 255, np.uint8)])
     stats = _compare(img, bbox, crs, mosaic, layer["legend"])
     assert stats["n_data"] > 0.9 * 240 * 240
-    assert stats["exact"] > 0.9, stats
+    # Measured on the generated region: 0.98 (EPSG:3035) and 0.83 (EPSG:3857, resampled twice:
+    # 50 m cells -> z12 tiles -> the request grid); the same image read half a cell off scores
+    # about 0.6 and one cell off about 0.23. So 0.75 catches any misregistration.
+    assert stats["exact"] > 0.75, stats
     assert stats["near"] > 0.98, stats
 
 

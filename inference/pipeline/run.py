@@ -164,11 +164,36 @@ def _register_layer(session: Session, settings: Settings, run_id: str, spec: Out
     )
 
 
+def species_row(sp) -> Species:
+    """Catalog row of a species of a generated (or real) flora."""
+    from dataclasses import asdict
+
+    return Species(
+        id=int(sp.id),
+        name=sp.name,
+        family=sp.family,
+        genus=sp.genus,
+        iucn=sp.iucn or None,
+        eu_directive=bool(sp.eu_directive),
+        invasive=bool(sp.invasive),
+        woody=bool(sp.woody),
+        tree=bool(sp.tree),
+        endemic=bool(sp.endemic),
+        attributes={
+            "growth_form": sp.growth_form,
+            "pft": sp.pft,
+            "guild": sp.guild,
+            "conifer": bool(sp.conifer),
+            "traits": {name: asdict(dist) for name, dist in sp.traits.items()},
+        },
+    )
+
+
 def _register_flora(session: Session, region) -> None:
     from inference.data import eunis
 
-    for sp in region.species_records():
-        session.merge(Species(**sp))
+    for sp in region.species:
+        session.merge(species_row(sp))
     # Parents first, so the self-referencing foreign key holds on both databases.
     for hab in sorted(eunis.all_types(), key=lambda h: h.level):
         session.merge(Habitat(code=hab.code, name=hab.name, level=hab.level, parent=hab.parent))

@@ -1,0 +1,1 @@
+"""GeoFlora data: the Virtual Europe generator (``region``, ``synth``), EUNIS habitats and readers."""

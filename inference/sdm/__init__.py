@@ -1,0 +1,1 @@
+"""Species distribution modelling: data sets, training, evaluation, baselines, conformal thresholds."""
