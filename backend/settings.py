@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     demo_size: int = Field(2, ge=1, le=8, description="Demo region edge in meta-tiles (25 km each).")
     demo_species: int = Field(300, ge=10, le=20_000)
 
+    # Models
+    alpha: float = Field(
+        0.1, gt=0, lt=1,
+        description="Conformal level: the chance of omitting a truly present species is at most alpha.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where models run (auto: CUDA if present).")
+    pretrained_dir: Path | None = Field(
+        None, description="Local folder of pretrained weights (DINOv2, Depth-Anything...); never a hub download."
+    )
+
     # Limits
     max_image_px: int = Field(4096, ge=256, description="Largest WMS GetMap width or height.")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted.")
@@ -89,6 +99,13 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def sdm_checkpoint(self, region: str) -> Path:
+        return self.models_dir / region / "sdm.pt"
 
     @property
     def cache_dir(self) -> Path:

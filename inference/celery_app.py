@@ -64,12 +64,13 @@ def finalize_run_task(_results, run_id: str) -> str:
     return run_id
 
 
-def run_with_celery(settings: Settings, sessions, region_name: str, region_path: Path, timeout: float = 3600) -> str:
+def run_with_celery(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path,
+                    timeout: float = 3600) -> str:
     """Fan a new run out over the workers (one task per meta-tile) and wait for it to go live."""
     from backend.db.models import Run
     from inference.pipeline.run import create_run
 
-    run_id = create_run(sessions, region_name, region_path)
+    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     result = chord(process_metatile_task.s(run_id, t) for t in tiles)(finalize_run_task.s(run_id))

@@ -28,7 +28,8 @@ def tiny_region(tmp_path_factory) -> Path:
     from inference.data.region import generate_region
 
     path = tmp_path_factory.mktemp("regions") / "tiny"
-    generate_region(path, seed=7, nx=1, ny=1, n_species=24)
+    # More surveys than the default density so that a small SDM can learn in a few epochs.
+    generate_region(path, seed=7, nx=1, ny=1, n_species=24, n_surveys=1500)
     return path
 
 
@@ -36,8 +37,30 @@ def make_settings(data_dir: Path, **kw) -> Settings:
     return Settings(data_dir=data_dir, _env_file=None, **kw)
 
 
+TINY_SDM = dict(widths=(4, 8, 8, 8), patch_size=32)
+
+
 @pytest.fixture(scope="session")
-def computed(tmp_path_factory, tiny_region):
+def tiny_samples(tiny_region):
+    from inference.data.region import load_region
+    from inference.sdm.dataset import region_samples
+
+    return region_samples(load_region(tiny_region), seed=0, s2_size=TINY_SDM["patch_size"])
+
+
+@pytest.fixture(scope="session")
+def tiny_sdm(tmp_path_factory, tiny_samples) -> Path:
+    """A small deep-SDM trained for a few epochs on the tiny region (checkpoint path)."""
+    from inference.sdm.train import TrainConfig, train_sdm
+
+    out = tmp_path_factory.mktemp("models") / "sdm.pt"
+    config = TrainConfig(epochs=30, lr=5e-3, batch_size=64, model_overrides=TINY_SDM, patience=8)
+    train_sdm(tiny_samples, out, config, progress=False, log=lambda *_: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def computed(tmp_path_factory, tiny_region, tiny_sdm):
     """Settings and session factory of a data dir whose tiny region has a live run."""
     from backend.db.engine import make_engine, make_sessionmaker, migrate
     from inference.pipeline.run import run_local
@@ -47,7 +70,7 @@ def computed(tmp_path_factory, tiny_region):
     settings = make_settings(data_dir, port=port, internal_url=f"http://127.0.0.1:{port}")
     migrate(settings.db_url)
     sessions = make_sessionmaker(make_engine(settings.db_url))
-    run_id = run_local(settings, sessions, "tiny", tiny_region, progress=False)
+    run_id = run_local(settings, sessions, "tiny", tiny_region, tiny_sdm, progress=False)
     return settings, sessions, run_id
 
 

@@ -40,20 +40,40 @@ def test_every_output_is_a_valid_cog_with_nodata_and_overviews(computed):
             assert cog.parent.name == MetaTile(int(left), int(bottom)).id
 
 
-def test_richness_equals_the_sum_of_true_probabilities(computed, tiny_region):
-    """The placeholder layer is a real computation: check it against the truth, cell by cell."""
+def _read(computed, layer_id):
+    (cog,) = [c for c in _cogs(computed) if c.stem == layer_id]
+    with rasterio.open(cog) as src:
+        return MetaTile.from_id(cog.parent.name), src.read(1), src.nodata
+
+
+def test_true_richness_equals_the_sum_of_true_probabilities(computed, tiny_region):
     from inference.data.region import load_region
 
+    tile, got, nodata = _read(computed, "truth.richness")
+    expected = load_region(tiny_region).true_probability(tile).sum(axis=0)
+    assert (got != nodata).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_richness_is_the_sum_of_the_sdm_probabilities(computed, tiny_region, tiny_sdm):
+    """Check the map against the model run the slow way (one patch per cell) on sample cells."""
+    from inference.data.region import load_region
+    from inference.sdm.predict import per_patch_probabilities
+    from inference.sdm.train import load_sdm
+
+    tile, got, _ = _read(computed, "indicator.richness")
     region = load_region(tiny_region)
-    (cog,) = [c for c in _cogs(computed) if c.stem == "indicator.richness"]
-    tile = MetaTile.from_id(cog.parent.name)
-    expected = region.true_probability(tile).sum(axis=0)
-    with rasterio.open(cog) as src:
-        got = src.read(1)
-        nodata = src.nodata
-    land = got != nodata
-    assert land.mean() > 0.5
-    np.testing.assert_allclose(got[land], expected[land], rtol=1e-5, atol=1e-4)
+    model, norm, _ = load_sdm(tiny_sdm)
+    rng = np.random.default_rng(1)
+    rows, cols = rng.integers(0, 500, 64), rng.integers(0, 500, 64)
+    x, y = region.cell_centres(tile)
+    ref = per_patch_probabilities(model, norm, region, x[rows, cols], y[rows, cols]).sum(1)
+    # The meta-tile path differs from cutting patches only at patch borders (see test_sdm).
+    np.testing.assert_allclose(got[rows, cols], ref, rtol=0.06)
+    assert np.mean(np.abs(got[rows, cols] - ref) / ref) < 0.02
+    # It is the model's map, not the truth's (whether the model learned is tests/sdm's job).
+    _, truth, _ = _read(computed, "truth.richness")
+    assert not np.allclose(got, truth, rtol=0.01)
 
 
 def test_write_cog_is_atomic(tmp_path, monkeypatch):

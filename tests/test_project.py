@@ -49,6 +49,11 @@ def test_cli_generate_and_compute_make_a_live_run(tmp_path, monkeypatch):
         r = runner.invoke(main, ["compute", "--region", "nowhere"])
         assert r.exit_code != 0 and "does not exist" in r.output
         r = runner.invoke(main, ["compute", "--region", "cli"])
+        assert r.exit_code != 0 and "geoflora train sdm" in r.output
+        r = runner.invoke(main, ["train", "sdm", "--region", "cli", "--epochs", "1"])
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / "models" / "cli" / "sdm.pt").is_file()
+        r = runner.invoke(main, ["compute", "--region", "cli"])
         assert r.exit_code == 0, r.output
         assert "is live" in r.output
     finally:

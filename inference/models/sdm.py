@@ -65,7 +65,7 @@ class SDMConfig:
 
 
 PAPER = dict(patch_size=128, climate_shape=(4, 19, 12), landsat_shape=(6, 4, 21), widths=(64, 128, 256, 512))
-DEMO = dict(patch_size=64, climate_shape=(4, 19, 12), landsat_shape=(6, 4, 21), widths=(16, 32, 48, 64))
+DEMO = dict(patch_size=64, climate_shape=(4, 19, 12), landsat_shape=(6, 4, 21), widths=(8, 16, 32, 32))
 
 
 class MultimodalSDM(nn.Module):

@@ -1,7 +1,7 @@
 """The registry of per-meta-tile outputs: each names its file, its catalog layer and its rendering.
 
-Later stages (SDM species layers, indicators, habitats, traits, embeddings) add entries here; the
-run finaliser mosaics and registers whatever the registry lists.
+Later stages (species layers, indicators, habitats, traits, embeddings) add entries here; the run
+finaliser mosaics and registers whatever the registry lists.
 """
 
 from __future__ import annotations
@@ -27,17 +27,28 @@ class OutputSpec:
         return self.layer_id
 
 
-RICHNESS_PLACEHOLDER = OutputSpec(
+RICHNESS = OutputSpec(
     layer_id="indicator.richness",
     kind="indicator",
-    title="Species richness (placeholder: expected richness of the generated truth)",
+    title="Species richness",
     description=(
-        "PLACEHOLDER until the deep-SDM lands: the expected number of species per 50 m cell, "
-        "sum over species of the generator's true presence probability. The SDM issue replaces "
-        "it with the richness predicted from the model's probabilities."
+        "Expected number of species per 50 m cell predicted by the deep-SDM: the sum over species "
+        "of the predicted presence probability (a 100 m2 plot)."
     ),
     units="species",
     colormap="viridis",
 )
 
-OUTPUTS: list[OutputSpec] = [RICHNESS_PLACEHOLDER]
+TRUE_RICHNESS = OutputSpec(
+    layer_id="truth.richness",
+    kind="truth",
+    title="True species richness (generated region)",
+    description=(
+        "Only on generated regions: the expected number of species per cell under the generator's "
+        "true probabilities, to compare with the model's map."
+    ),
+    units="species",
+    colormap="viridis",
+)
+
+OUTPUTS: list[OutputSpec] = [RICHNESS, TRUE_RICHNESS]

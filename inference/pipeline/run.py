@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species, utcnow
 from backend.settings import Settings
 from inference.grid import MetaTile
-from inference.pipeline.outputs import OUTPUTS, OutputSpec
-from inference.pipeline.stages import compute_metatile
+from inference.pipeline.outputs import OUTPUTS, TRUE_RICHNESS, OutputSpec
+from inference.pipeline.stages import compute_metatile, models_for
 from tiles.cog import GDAL_ENV, write_cog
 from tiles.colormaps import continuous_legend
 from tiles.layout import metatile_cog, mosaic_path, relative, run_dir
@@ -43,9 +43,22 @@ def _load_region(path: str):
     return load_region(Path(path))
 
 
-def create_run(sessions: sessionmaker[Session], region_name: str, region_path: Path) -> str:
-    """Register a pending run over every meta-tile of the generated region at ``region_path``."""
+def expected_outputs(region) -> list[OutputSpec]:
+    """The outputs a run over ``region`` writes (the truth layers only where a truth exists)."""
+    has_truth = hasattr(region, "iter_true_probability")
+    return [o for o in OUTPUTS if o.kind != TRUE_RICHNESS.kind or has_truth]
+
+
+def _run_outputs(config: dict) -> list[OutputSpec]:
+    wanted = set(config["outputs"])
+    return [o for o in OUTPUTS if o.layer_id in wanted]
+
+
+def create_run(sessions: sessionmaker[Session], region_name: str, region_path: Path, sdm_checkpoint: Path) -> str:
+    """Register a pending run over every meta-tile of the region at ``region_path``."""
     region = _load_region(str(region_path.resolve()))
+    if not sdm_checkpoint.is_file():
+        raise RunError(f"no SDM checkpoint at {sdm_checkpoint}: train one with `geoflora train sdm`")
     run_id = new_run_id(region_name)
     with sessions.begin() as session:
         run = Run(
@@ -53,7 +66,11 @@ def create_run(sessions: sessionmaker[Session], region_name: str, region_path: P
             region=region_name,
             status="running",
             is_live=False,
-            config={"region_path": str(region_path.resolve()), "outputs": [o.layer_id for o in OUTPUTS]},
+            config={
+                "region_path": str(region_path.resolve()),
+                "sdm_checkpoint": str(sdm_checkpoint.resolve()),
+                "outputs": [o.layer_id for o in expected_outputs(region)],
+            },
         )
         session.add(run)
         for tile in region.grid.metatiles():
@@ -77,8 +94,8 @@ def _set_tile_status(sessions, run_id: str, tile_id: str, status: str, error: st
         )
 
 
-def _outputs_exist(settings: Settings, run_id: str, tile_id: str) -> bool:
-    return all(metatile_cog(settings.data_dir, run_id, tile_id, o.file_name).is_file() for o in OUTPUTS)
+def _outputs_exist(settings: Settings, run_id: str, tile_id: str, outputs: list[OutputSpec]) -> bool:
+    return all(metatile_cog(settings.data_dir, run_id, tile_id, o.file_name).is_file() for o in outputs)
 
 
 def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id: str, tile_id: str) -> str:
@@ -94,16 +111,17 @@ def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id
         run = session.get(Run, run_id)
         if record is None or run is None:
             raise RunError(f"meta-tile {tile_id} is not part of run {run_id}")
-        region_path = run.config["region_path"]
+        config = dict(run.config)
         status = record.status
-    if status == "done" and _outputs_exist(settings, run_id, tile_id):
+    outputs = _run_outputs(config)
+    if status == "done" and _outputs_exist(settings, run_id, tile_id, outputs):
         return "skipped"
     _set_tile_status(sessions, run_id, tile_id, "running")
     try:
-        region = _load_region(region_path)
+        region = _load_region(config["region_path"])
         tile = MetaTile.from_id(tile_id)
-        arrays = compute_metatile(region, tile)
-        for spec in OUTPUTS:
+        arrays = compute_metatile(region, tile, models_for(Path(config["sdm_checkpoint"]), settings.device))
+        for spec in outputs:
             data = arrays[spec.layer_id]
             valid = data[data != spec.nodata]
             tags = {
@@ -207,12 +225,12 @@ def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: st
             raise RunError(f"unknown run {run_id}")
         pending = [t.tile_id for t in run.metatiles if t.status != "done"]
         tile_ids = [t.tile_id for t in run.metatiles]
-        region_path = run.config["region_path"]
+        config = dict(run.config)
     if pending:
         raise RunError(f"run {run_id} is not complete: meta-tiles {', '.join(pending)} are not done")
-    region = _load_region(region_path)
+    region = _load_region(config["region_path"])
     with sessions.begin() as session:
-        for spec in OUTPUTS:
+        for spec in _run_outputs(config):
             cogs = [metatile_cog(settings.data_dir, run_id, t, spec.file_name) for t in tile_ids]
             _register_layer(session, settings, run_id, spec, cogs)
         _register_flora(session, region)
@@ -242,11 +260,11 @@ def live_run_for(sessions: sessionmaker[Session], region_name: str) -> str | Non
 
 
 def run_local(settings: Settings, sessions: sessionmaker[Session], region_name: str, region_path: Path,
-              progress: bool = True) -> str:
+              sdm_checkpoint: Path, progress: bool = True) -> str:
     """Create a run and compute it in this process, meta-tile after meta-tile, then go live."""
     from tqdm import tqdm
 
-    run_id = create_run(sessions, region_name, region_path)
+    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     for tile_id in tqdm(tiles, desc=f"run {run_id}", unit="meta-tile", disable=not progress):

@@ -1,0 +1,211 @@
+"""Train the deep-SDM: BCE with positive weighting, target-group background for presence-only
+samples, SGD or AdamW, spatial block hold-out, resumable checkpoints, conformal thresholds."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from inference.models.sdm import DEMO, PAPER, MultimodalSDM, SDMConfig
+from inference.sdm import conformal
+from inference.sdm.dataset import CAL, TEST, TRAIN, SDMData
+from inference.sdm.metrics import evaluate, macro_auc
+from inference.sdm.preprocess import MODALITIES, Normalizer
+
+CHECKPOINT_FORMAT = "geoflora-sdm"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    size: str = "demo"  # demo | paper: the model configuration
+    epochs: int = 12
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float | None = None  # default: 2e-3 for AdamW, 0.05 for SGD
+    weight_decay: float = 1e-4
+    max_pos_weight: float = 20.0  # positive weight per species: sqrt(negatives / positives), capped
+    po_negative_weight: float = 0.1  # weight of the pseudo-absences of presence-only samples
+    po_per_epoch: float = 1.0  # presence-only samples drawn per epoch, as a multiple of PA samples
+    alpha: float = 0.1  # conformal: bound on the chance of omitting a truly present species
+    seed: int = 0
+    patience: int = 4  # epochs without a better calibration AUC before stopping
+    augment: bool = True  # random flips / quarter turns of the Sentinel-2 patch
+    model_overrides: dict = field(default_factory=dict)
+
+    def model_config(self, n_species: int) -> SDMConfig:
+        base = {"demo": DEMO, "paper": PAPER}[self.size]
+        return SDMConfig(n_species=n_species, **{**base, **self.model_overrides})
+
+
+def pos_weights(labels: np.ndarray, cap: float) -> np.ndarray:
+    pos = labels.sum(0).astype(np.float64)
+    neg = len(labels) - pos
+    return np.clip(np.sqrt(neg / np.maximum(pos, 1)), 1.0, cap).astype(np.float32)
+
+
+def _batch(norm: Normalizer, data: SDMData, idx: np.ndarray, rng: np.random.Generator | None,
+           s2_size: int) -> dict[str, torch.Tensor]:
+    out = {}
+    for name in MODALITIES:
+        arr = data.inputs[name][idx]
+        if name == "s2":
+            off = (arr.shape[-1] - s2_size) // 2
+            arr = arr[..., off:off + s2_size, off:off + s2_size]
+            if rng is not None:  # the patch's orientation carries no ecological meaning
+                k = int(rng.integers(4))
+                arr = np.rot90(arr, k, axes=(2, 3))
+                if rng.random() < 0.5:
+                    arr = arr[..., ::-1]
+        out[name] = norm.apply(name, np.ascontiguousarray(arr))
+    return out
+
+
+@torch.no_grad()
+def predict(model: MultimodalSDM, norm: Normalizer, data: SDMData, batch_size: int = 256) -> np.ndarray:
+    """Per-sample (per-patch) probabilities [N, S]."""
+    model.eval()
+    out = []
+    for i in range(0, len(data), batch_size):
+        idx = np.arange(i, min(i + batch_size, len(data)))
+        out.append(torch.sigmoid(model(_batch(norm, data, idx, None, model.config.patch_size))).numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.n_species), np.float32)
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = False,
+              progress: bool = True, log=print) -> dict:
+    """Train on the TRAIN split, select on CAL, calibrate thresholds on CAL, report on TEST.
+
+    Checkpoints: ``out`` (best model, with species list, normalisation, configuration and
+    thresholds) and ``out.with_suffix('.last.pt')`` (the state to resume an interrupted run).
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    n_species = data.labels.shape[1]
+    mconf = config.model_config(n_species)
+    train = data.part(TRAIN)
+    cal_pa = data.part(CAL, pa_only=True)
+    test_pa = data.part(TEST, pa_only=True)
+    if len(train) == 0 or len(cal_pa) == 0:
+        raise ValueError("training needs samples in the train and calibration splits")
+    norm = Normalizer.fit(train.inputs, seed=config.seed)
+    model = MultimodalSDM(mconf)
+    lr = config.lr or (2e-3 if config.optimizer == "adamw" else 0.05)
+    if config.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    elif config.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}: use adamw or sgd")
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    pw = torch.from_numpy(pos_weights(train.labels[~train.is_po], config.max_pos_weight))
+
+    last_path = out.with_suffix(".last.pt")
+    state = {"epoch": 0, "best_auc": -1.0, "best_state": None, "history": [], "bad_epochs": 0}
+    if resume and last_path.is_file():
+        ck = torch.load(last_path, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        state = ck["state"]
+        rng = np.random.default_rng(ck["rng_seed_stream"])
+        torch.set_rng_state(ck["torch_rng"])
+        log(f"resumed from {last_path} at epoch {state['epoch']}")
+
+    pa_idx = np.flatnonzero(~train.is_po)
+    po_idx = np.flatnonzero(train.is_po)
+    n_po = min(len(po_idx), int(round(config.po_per_epoch * len(pa_idx))))
+    t0 = time.perf_counter()
+    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+        epoch = state["epoch"]
+        model.train()
+        order = np.concatenate([pa_idx, rng.choice(po_idx, n_po, replace=False) if n_po else po_idx[:0]])
+        order = rng.permutation(order)
+        n_batches = math.ceil(len(order) / config.batch_size)
+        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        total = 0.0
+        for b in bar:
+            idx = order[b * config.batch_size:(b + 1) * config.batch_size]
+            batch = _batch(norm, train, idx, rng if config.augment else None, mconf.patch_size)
+            y = torch.from_numpy(train.labels[idx].astype(np.float32))
+            po = torch.from_numpy(train.is_po[idx])[:, None]
+            logits = model(batch)
+            # Presences weigh pos_weight; absences 1, pseudo-absences of presence-only cells less.
+            w = torch.where(y > 0, pw.expand_as(y), torch.where(po, config.po_negative_weight, 1.0))
+            loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            bar.set_postfix(loss=f"{total / ((b + 1) * config.batch_size):.4f}")
+        sched.step()
+        cal_prob = predict(model, norm, cal_pa)
+        auc = macro_auc(cal_pa.labels, cal_prob)
+        state["history"].append({"epoch": epoch + 1, "loss": total / max(len(order), 1), "cal_macro_auc": auc,
+                                 "seconds": round(time.perf_counter() - t0, 1)})
+        log(f"epoch {epoch + 1}: loss {total / max(len(order), 1):.4f}  calibration macro AUC {auc:.4f}")
+        if auc > state["best_auc"]:
+            state["best_auc"] = auc
+            state["best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            state["bad_epochs"] = 0
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch + 1
+        _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                      "state": state, "rng_seed_stream": rng.bit_generator.state and int(rng.integers(2**63)),
+                      "torch_rng": torch.get_rng_state()}, last_path)
+
+    model.load_state_dict(state["best_state"])
+    cal_prob = predict(model, norm, cal_pa)
+    t_conf = conformal.global_threshold(cal_pa.labels, cal_prob, config.alpha)
+    t_f1 = conformal.f1_optimal_threshold(cal_pa.labels, cal_prob)
+    report = {"train_seconds": round(time.perf_counter() - t0, 1), "epochs": state["epoch"],
+              "history": state["history"], "n_train": len(train), "n_cal": len(cal_pa), "n_test": len(test_pa),
+              "thresholds": {"alpha": config.alpha, "conformal_global": t_conf, "f1_optimal": t_f1}}
+    if len(test_pa):
+        test_prob = predict(model, norm, test_pa)
+        report["test"] = evaluate(test_pa.labels, test_prob, t_f1, test_pa.p_true)
+        report["test"]["omission_at_conformal"] = conformal.omission_rate(test_pa.labels, test_prob, t_conf)
+        report["test"]["mean_set_size_at_conformal"] = float((test_prob >= t_conf).sum(1).mean())
+    _save_atomic({
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+        "model_config": mconf.to_dict(), "train_config": asdict(config),
+        "species_ids": data.species_ids.tolist(), "normalizer": norm.to_dict(),
+        "state_dict": model.state_dict(), "thresholds": report["thresholds"], "report": report,
+    }, out)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float))
+    return report
+
+
+def load_sdm(path: Path, map_location: str = "cpu") -> tuple[MultimodalSDM, Normalizer, dict]:
+    """A trained SDM, its normalisation and its checkpoint metadata (species ids, thresholds...)."""
+    ck = torch.load(path, map_location=map_location, weights_only=False)
+    if ck.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a GeoFlora SDM checkpoint")
+    model = MultimodalSDM(SDMConfig.from_dict(ck["model_config"]))
+    model.load_state_dict(ck["state_dict"])
+    model.eval()
+    return model, Normalizer.from_dict(ck["normalizer"]), ck
