@@ -86,8 +86,10 @@ class MetaTileSDM:
         return nullcontext()
 
     # ---- Sentinel-2: shared feature maps
-    def s2_features(self, s2_path, tile: MetaTile, n: int = CELLS_PER_METATILE) -> torch.Tensor:
-        """Pooled S2 features of every cell [n, n, C] (row 0 = north), strip by strip."""
+    def s2_features(self, s2_path, tile: MetaTile, n: int = CELLS_PER_METATILE, n_rows: int | None = None) -> torch.Tensor:
+        """Pooled S2 features of every cell [rows, n, C] (row 0 = north), strip by strip.
+
+        ``n_rows`` limits the computation to the first rows (benchmarks)."""
         enc = self.model.encoders["s2"]
         P = self.patch
         step = CELL_M // S2_RES  # 5 S2 pixels per cell
@@ -100,8 +102,9 @@ class MetaTileSDM:
             r_centre = int(np.floor((tile.bounds[3] - CELL_M / 2 - t.f) / t.e))
             row0, col0 = r_centre - P // 2, c_centre - P // 2
             width = step * (n - 1) + P
-            for a in range(0, n, self.strip_rows):
-                b = min(n, a + self.strip_rows)
+            last = n if n_rows is None else min(n, n_rows)
+            for a in range(0, last, self.strip_rows):
+                b = min(last, a + self.strip_rows)
                 top = row0 + step * a - halo
                 height = step * (b - 1 - a) + P + 2 * halo
                 win = Window(col0 - halo, top, width + 2 * halo, height)
