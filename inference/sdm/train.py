@@ -131,7 +131,7 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         state = ck["state"]
-        rng = np.random.default_rng(ck["rng_seed_stream"])
+        rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"])
         log(f"resumed from {last_path} at epoch {state['epoch']}")
 
@@ -175,7 +175,7 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
         _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                      "state": state, "rng_seed_stream": rng.bit_generator.state and int(rng.integers(2**63)),
+                      "state": state, "numpy_rng": rng.bit_generator.state,
                       "torch_rng": torch.get_rng_state()}, last_path)
 
     model.load_state_dict(state["best_state"])
