@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
@@ -92,12 +92,3 @@ def write_cog(
 def is_valid_cog(path: Path) -> bool:
     valid, _errors, _warnings = cog_validate(str(path), quiet=True)
     return bool(valid)
-
-
-def read_band(path: Path, band: int = 1) -> tuple[np.ndarray, Affine, float | None]:
-    """Read one band at full resolution (used by tests and reports)."""
-    with rasterio.Env(**GDAL_ENV), rasterio.open(path) as src:
-        return src.read(band), src.transform, src.nodata
-
-
-RESAMPLING = {"average": Resampling.average, "nearest": Resampling.nearest, "mode": Resampling.mode}

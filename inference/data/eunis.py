@@ -108,33 +108,52 @@ _TYPES_2021: tuple[tuple[str, str], ...] = (
 )
 
 # Inland waters and constructed habitats: EUNIS 2012 (not part of the 2021 terrestrial revision).
-_TYPES_2012: tuple[tuple[str, str, int, str | None], ...] = (
-    ("C", "Inland surface waters", 1, None),
-    ("C1", "Surface standing waters", 2, "C"),
-    ("C1.3", "Permanent eutrophic lakes, ponds and pools", 3, "C1"),
-    ("C2", "Surface running waters", 2, "C"),
-    ("C2.3", "Permanent non-tidal, smooth-flowing watercourses", 3, "C2"),
-    ("J", "Constructed, industrial and other artificial habitats", 1, None),
-    ("J1", "Buildings of cities, towns and villages", 2, "J"),
-    ("J1.1", "Residential buildings of city and town centres", 3, "J1"),
-    ("J1.2", "Residential buildings of villages and urban peripheries", 3, "J1"),
-    ("J4", "Transport networks and other constructed hard-surfaced areas", 2, "J"),
-    ("J4.2", "Road networks", 3, "J4"),
+_TYPES_2012: tuple[tuple[str, str], ...] = (
+    ("C", "Inland surface waters"),
+    ("C1", "Surface standing waters"),
+    ("C1.3", "Permanent eutrophic lakes, ponds and pools"),
+    ("C2", "Surface running waters"),
+    ("C2.3", "Permanent non-tidal, smooth-flowing watercourses"),
+    ("J", "Constructed, industrial and other artificial habitats"),
+    ("J1", "Buildings of cities, towns and villages"),
+    ("J1.1", "Residential buildings of city and town centres"),
+    ("J1.2", "Residential buildings of villages and urban peripheries"),
+    ("J4", "Transport networks and other constructed hard-surfaced areas"),
+    ("J4.2", "Road networks"),
 )
 
 
-def _derive(code: str) -> tuple[int, str | None]:
-    lvl = len(code)
-    return lvl, (code[:-1] if lvl > 1 else None)
+def code_level(code: str) -> int:
+    """EUNIS level of a code: the number of characters after the first letter, plus 1.
+
+    ``R`` -> 1, ``R2`` -> 2, ``R22`` -> 3, ``MA2`` -> 3, ``MA22`` -> 4, ``MA221`` -> 5 (in
+    EUNIS 2021 the marine ``M`` is level 1 and ``MA`` level 2, so this holds for both). A dot
+    (EUNIS 2012 style, ``C1.3``) is not counted: ``C1.3`` -> 3, ``C1.31`` -> 4.
+    """
+    return len(code.replace(".", ""))
+
+
+def code_parent(code: str) -> str | None:
+    """The code one level up (``R22`` -> ``R2``, ``MA2`` -> ``MA``, ``C1.3`` -> ``C1``), None
+    for level 1."""
+    return code[:-1].rstrip(".") or None
+
+
+def code_ancestors(code: str) -> list[str]:
+    """All codes above, nearest first: ``MA221`` -> ``[MA22, MA2, MA, M]``."""
+    out: list[str] = []
+    p = code_parent(code)
+    while p:
+        out.append(p)
+        p = code_parent(p)
+    return out
 
 
 def _build() -> dict[str, HabitatType]:
     table: dict[str, HabitatType] = {}
-    for code, name in _TYPES_2021:
-        lvl, par = _derive(code)
-        table[code] = HabitatType(code, name, lvl, par, 2021)
-    for code, name, lvl, par in _TYPES_2012:
-        table[code] = HabitatType(code, name, lvl, par, 2012)
+    for revision, types in ((2021, _TYPES_2021), (2012, _TYPES_2012)):
+        for code, name in types:
+            table[code] = HabitatType(code, name, code_level(code), code_parent(code), revision)
     for h in table.values():  # the hierarchy must be closed: every parent is listed
         if h.parent is not None and h.parent not in table:
             raise AssertionError(f"EUNIS table: parent {h.parent} of {h.code} missing")
@@ -162,12 +181,7 @@ def level(code: str) -> int:
 
 def ancestors(code: str) -> list[str]:
     """Codes from the direct parent up to level 1: ``ancestors('R22') == ['R2', 'R']``."""
-    out: list[str] = []
-    p = parent(code)
-    while p is not None:
-        out.append(p)
-        p = parent(p)
-    return out
+    return code_ancestors(habitat(code).code)
 
 
 def at_level(code: str, lvl: int) -> str:

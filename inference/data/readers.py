@@ -38,6 +38,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from inference.data.eunis import code_ancestors, code_level, code_parent
+
 PathLike = str | os.PathLike
 
 __all__ = [
@@ -944,30 +946,10 @@ def glc25_to_glc24_uint8(reflectance: np.ndarray, *, nodata: float | None = None
 _EUNIS_RE = re.compile(r"^[A-Z][A-Z0-9]*(\.[A-Z0-9]+)?$")
 
 
-def eunis_level(code: str) -> int:
-    """EUNIS level of a code: the number of characters after the first letter, plus 1.
-
-    ``R`` -> 1, ``R2`` -> 2, ``R22`` -> 3, ``MA2`` -> 3, ``MA22`` -> 4, ``MA221`` -> 5 (in
-    EUNIS 2021 the marine ``M`` is level 1 and ``MA`` level 2, so this holds for both). A dot
-    (EUNIS 2012 style, ``C1.3``) is not counted: ``C1.3`` -> 3, ``C1.31`` -> 4.
-    """
-    return len(code.replace(".", ""))
-
-
-def eunis_parent(code: str) -> str | None:
-    """The code one level up (``R22`` -> ``R2``, ``MA2`` -> ``MA``, ``C1.3`` -> ``C1``), None
-    for level 1."""
-    return code[:-1].rstrip(".") or None
-
-
-def eunis_ancestors(code: str) -> list[str]:
-    """All codes above, nearest first: ``MA221`` -> ``[MA22, MA2, MA, M]``."""
-    out: list[str] = []
-    parent = eunis_parent(code)
-    while parent:
-        out.append(parent)
-        parent = eunis_parent(parent)
-    return out
+# The hierarchy rule lives with the built-in EUNIS list; the readers use the same one.
+eunis_level = code_level
+eunis_parent = code_parent
+eunis_ancestors = code_ancestors
 
 
 def is_plantbert_habitat_class(code: str) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from functools import cached_property

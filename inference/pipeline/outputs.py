@@ -6,7 +6,7 @@ finaliser mosaics and registers whatever the registry lists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,6 @@ class OutputSpec:
     resampling: str = "average"
     nodata: float = -1.0
     band: int = 1
-    tags: dict = field(default_factory=dict)
 
     @property
     def file_name(self) -> str:

@@ -22,7 +22,8 @@ from inference.pipeline.outputs import OUTPUTS, TRUE_RICHNESS, OutputSpec
 from inference.pipeline.stages import compute_metatile, models_for
 from tiles.cog import GDAL_ENV, write_cog
 from tiles.colormaps import continuous_legend
-from tiles.layout import metatile_cog, mosaic_path, relative, run_dir
+from tiles.layout import metatile_cog, mosaic_path, relative
+from tiles.mosaic import build_vrt
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,6 @@ def _nice_max(value: float) -> float:
 
 def _register_layer(session: Session, settings: Settings, run_id: str, spec: OutputSpec, cogs: list[Path]) -> None:
     vrt = mosaic_path(settings.data_dir, run_id, spec.file_name)
-    from tiles.mosaic import build_vrt
-
     build_vrt(vrt, cogs)
     maxima = []
     with rasterio.Env(**GDAL_ENV):
@@ -280,5 +279,4 @@ __all__ = [
     "finalize_run",
     "run_local",
     "live_run_for",
-    "run_dir",
 ]

@@ -9,7 +9,6 @@ species, so that neither is handicapped by defaults nor tuned on the test split.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 
