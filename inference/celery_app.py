@@ -70,7 +70,7 @@ def run_with_celery(settings: Settings, sessions, region_name: str, region_path:
     from backend.db.models import Run
     from inference.pipeline.run import create_run
 
-    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint)
+    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     result = chord(process_metatile_task.s(run_id, t) for t in tiles)(finalize_run_task.s(run_id))

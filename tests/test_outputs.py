@@ -40,10 +40,10 @@ def test_every_output_is_a_valid_cog_with_nodata_and_overviews(computed):
             assert cog.parent.name == MetaTile(int(left), int(bottom)).id
 
 
-def _read(computed, layer_id):
-    (cog,) = [c for c in _cogs(computed) if c.stem == layer_id]
+def _read(computed, file_name, band=1):
+    (cog,) = [c for c in _cogs(computed) if c.stem == file_name]
     with rasterio.open(cog) as src:
-        return MetaTile.from_id(cog.parent.name), src.read(1), src.nodata
+        return MetaTile.from_id(cog.parent.name), src.read(band), src.nodata
 
 
 def test_true_richness_equals_the_sum_of_true_probabilities(computed, tiny_region):
@@ -55,23 +55,58 @@ def test_true_richness_equals_the_sum_of_true_probabilities(computed, tiny_regio
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
-def test_richness_is_the_sum_of_the_sdm_probabilities(computed, tiny_region, tiny_sdm):
-    """Check the map against the model run the slow way (one patch per cell) on sample cells."""
+def test_indicator_layers_match_a_direct_computation(computed, tiny_region, tiny_sdm):
+    """Every indicator band against numpy sums over the model run the slow way (one patch per cell)."""
+    from backend.db.models import Run
     from inference.data.region import load_region
     from inference.sdm.predict import per_patch_probabilities
     from inference.sdm.train import load_sdm
 
-    tile, got, _ = _read(computed, "indicator.richness")
+    settings, sessions, run_id = computed
+    with sessions() as session:
+        profile = session.get(Run, run_id).config["profile"]
+    t = profile["threshold"]
     region = load_region(tiny_region)
-    model, norm, _ = load_sdm(tiny_sdm)
+    model, norm, ck = load_sdm(tiny_sdm)
+    assert t == ck["thresholds"]["conformal_global"]
+    tile, _, _ = _read(computed, "indicator.richness")
     rng = np.random.default_rng(1)
     rows, cols = rng.integers(0, 500, 64), rng.integers(0, 500, 64)
     x, y = region.cell_centres(tile)
-    ref = per_patch_probabilities(model, norm, region, x[rows, cols], y[rows, cols]).sum(1)
-    # The meta-tile path differs from cutting patches only at patch borders (see test_sdm).
-    np.testing.assert_allclose(got[rows, cols], ref, rtol=0.06)
-    assert np.mean(np.abs(got[rows, cols] - ref) / ref) < 0.02
+    p = per_patch_probabilities(model, norm, region, x[rows, cols], y[rows, cols])  # [64, S]
+    p = np.where(p >= t, p, 0.0)  # the assemblage
+    sp = region.species
+    specialist = np.zeros(len(sp), bool)
+    specialist[profile["specialists"]] = True
+    sets = {
+        "richness": np.ones(len(sp), bool),
+        "eu_directive": np.array([s.eu_directive for s in sp]),
+        "threatened": np.array([s.iucn in ("VU", "EN", "CR") for s in sp]),
+        "trees": np.array([s.tree for s in sp]),
+        "invasive": np.array([s.invasive for s in sp]),
+        "specialists": specialist,
+    }
+    for name, member in sets.items():
+        _, mean, _ = _read(computed, f"indicator.{name}", 1)
+        _, half, _ = _read(computed, f"indicator.{name}", 2)
+        expected_mean = p[:, member].sum(1)
+        expected_half = 2 * np.sqrt((p[:, member] * (1 - p[:, member])).sum(1))
+        # The meta-tile path differs from cutting patches only at patch borders (see test_sdm); a
+        # species near the threshold may cross it, which moves a sum by about the threshold.
+        assert np.abs(mean[rows, cols] - expected_mean).mean() < 0.02 * max(expected_mean.mean(), 1) + t, name
+        assert np.abs(half[rows, cols] - expected_half).mean() < 0.05 * max(expected_half.mean(), 1) + t, name
+    rank = np.array([{"LC": 1, "NT": 2, "VU": 3, "EN": 4, "CR": 5}.get(s.iucn, 0) for s in sp])
+    _, most, nodata = _read(computed, "indicator.status.most")
+    assert nodata == 255
+    expected_most = np.where(p > 0, rank[None, :], 0).max(1)
+    assert (most[rows, cols] == expected_most).mean() >= 0.9
+    for band, status in enumerate(("NT", "VU", "EN", "CR"), start=1):
+        _, prob, _ = _read(computed, "indicator.status", band)
+        expected = 1 - np.prod(1 - p[:, rank == {"NT": 2, "VU": 3, "EN": 4, "CR": 5}[status]], axis=1)
+        assert np.abs(prob[rows, cols] - expected).mean() < 0.02, status
+        assert ((prob >= 0) & (prob <= 1)).all()
     # It is the model's map, not the truth's (whether the model learned is tests/sdm's job).
+    _, got, _ = _read(computed, "indicator.richness")
     _, truth, _ = _read(computed, "truth.richness")
     assert not np.allclose(got, truth, rtol=0.01)
 

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from rio_tiler.colormap import cmap as _cmap
+from rio_tiler.colormap import cmap as _default_cmap
+
+# Categorical colour tables GeoFlora adds to rio-tiler's named colour maps (TiTiler serves them by
+# name: ``colormap_name=iucn``). Keys are the pixel values; values missing from a table render
+# transparent.
+CATEGORICAL: dict[str, dict[int, tuple[int, int, int, int]]] = {
+    # IUCN Red List categories by rank: 0 none assessed, 1 LC, 2 NT, 3 VU, 4 EN, 5 CR
+    "iucn": {0: (200, 200, 200, 255), 1: (96, 198, 89, 255), 2: (204, 226, 38, 255), 3: (249, 232, 20, 255),
+             4: (252, 127, 63, 255), 5: (216, 30, 5, 255)},
+}
+
+COLORMAPS = _default_cmap.register(CATEGORICAL)
+_cmap = COLORMAPS
 
 
 def hex_color(rgba: tuple[int, ...]) -> str:
@@ -21,6 +33,13 @@ def continuous_legend(colormap: str, vmin: float, vmax: float, units: str | None
         "units": units,
         "colors": [hex_color(table[i]) for i in idx],
     }
+
+
+def categorical_legend(colormap: str, labels: dict[int, str]) -> dict:
+    """Legend of a categorical layer: one item per class value, in the colours the tiles use."""
+    table = CATEGORICAL[colormap]
+    return {"type": "categorical", "colormap": colormap,
+            "items": [{"value": v, "label": labels[v], "color": hex_color(table[v])} for v in sorted(labels)]}
 
 
 def colormap_rgba(colormap: str, value: float, vmin: float, vmax: float) -> tuple[int, int, int, int]:

@@ -19,10 +19,12 @@ from rio_tiler.errors import (
     TileOutsideBounds,
 )
 from starlette import status
+from titiler.core.dependencies import create_colormap_dependency
 from titiler.core.errors import BadRequestError, TileNotFoundError, add_exception_handlers
 from titiler.core.factory import TilerFactory
 
 from tiles.cog import GDAL_ENV
+from tiles.colormaps import COLORMAPS
 
 LAYER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
@@ -63,6 +65,7 @@ def mount_titiler(app: FastAPI) -> None:
         path_dependency=layer_path,
         router_prefix="/tiles/{layer_id}",
         environment_dependency=gdal_env,
+        colormap_dependency=create_colormap_dependency(COLORMAPS),  # rio-tiler's maps plus GeoFlora's categorical ones
         add_viewer=False,
         add_preview=False,  # unbounded full-image renders; WMS GetMap covers that, with limits
         add_part=False,

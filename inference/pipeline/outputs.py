@@ -1,12 +1,17 @@
-"""The registry of per-meta-tile outputs: each names its file, its catalog layer and its rendering.
+"""The registry of per-meta-tile outputs: each names its catalog layer, its file and band, and its
+rendering.
 
-Later stages (species layers, indicators, habitats, traits, embeddings) add entries here; the run
-finaliser mosaics and registers whatever the registry lists.
+Several layers may share one file as its bands (an indicator's mean and 2-sigma half-width; the
+status probabilities), as ../shared/DESIGN.md asks. The run writes one COG per file and meta-tile
+and registers one catalog layer per band.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from inference.indicators import PROBABILITY_STATUSES, STATUS_NAMES, STATUS_NODATA
+from tiles.colormaps import categorical_legend
 
 
 @dataclass(frozen=True)
@@ -19,24 +24,59 @@ class OutputSpec:
     colormap: str | None = "viridis"
     resampling: str = "average"
     nodata: float = -1.0
+    file: str | None = None  # default: the layer id
     band: int = 1
+    dtype: str = "float32"
+    rescale: tuple[float, float] | None = None  # fixed; None: 0 to a rounded region-wide 99th percentile
+    legend: dict | None = None  # fixed legend (categorical layers)
 
     @property
     def file_name(self) -> str:
-        return self.layer_id
+        return self.file or self.layer_id
 
 
-RICHNESS = OutputSpec(
-    layer_id="indicator.richness",
-    kind="indicator",
-    title="Species richness",
-    description=(
-        "Expected number of species per 50 m cell predicted by the deep-SDM: the sum over species "
-        "of the predicted presence probability (a 100 m2 plot)."
-    ),
-    units="species",
-    colormap="viridis",
-)
+def _indicator(name: str, title: str, what: str) -> list[OutputSpec]:
+    """Mean and 2-sigma layers of a count indicator, bands 1 and 2 of ``indicator.{name}``."""
+    file = f"indicator.{name}"
+    how = ("the sum over the cell's assemblage (species at or above the conformal threshold) of their "
+           "calibrated probabilities of presence in a 100 m2 plot")
+    return [
+        OutputSpec(layer_id=file, kind="indicator", title=title, file=file, band=1, units="species",
+                   description=f"Expected number of {what} per 50 m cell: {how}."),
+        OutputSpec(layer_id=f"{file}.ci", kind="indicator-uncertainty", title=f"{title}: 2-sigma half-width",
+                   file=file, band=2, units="species", colormap="magma",
+                   description=(f"Uncertainty of the {title.lower()} map: two standard deviations, "
+                                f"2 sqrt(sum p (1 - p)) over the same species (presences as independent "
+                                f"Bernoulli variables). Mean +/- this value is a ~95 % interval.")),
+    ]
+
+
+STATUS_LEGEND = categorical_legend("iucn", STATUS_NAMES)
+
+INDICATORS: list[OutputSpec] = [
+    *_indicator("richness", "Species richness", "plant species"),
+    *_indicator("eu_directive", "EU directive species", "species listed in the EU Habitats Directive annexes"),
+    *_indicator("threatened", "Threatened species", "IUCN threatened species (VU, EN or CR)"),
+    *_indicator("trees", "Tree species", "tree species"),
+    *_indicator("invasive", "Invasive species", "invasive alien species (EU list of Union concern)"),
+    *_indicator("specialists", "Specialist species",
+                "specialist species (in the assemblage of at most 10 % of the region's cells and with a "
+                "median probability below a tenth of the threshold elsewhere)"),
+    OutputSpec(layer_id="indicator.status.most", kind="indicator", title="Most threatened IUCN status",
+               description=("The highest IUCN Red List category among the species of the cell's assemblage "
+                            "(CR > EN > VU > NT > LC; grey: no assessed species)."),
+               units=None, colormap="iucn", resampling="nearest", nodata=STATUS_NODATA, dtype="uint8",
+               legend=STATUS_LEGEND),
+    *[OutputSpec(layer_id=f"indicator.status.p_{s.lower()}", kind="indicator",
+                 title=f"Probability of at least one {s} species",
+                 description=(f"1 - prod(1 - p) over the assemblage's species with IUCN status {s}: the "
+                              f"probability that at least one of them is present."),
+                 units="probability", colormap="inferno", file="indicator.status",
+                 band=i + 1, rescale=(0.0, 1.0))
+      for i, s in enumerate(PROBABILITY_STATUSES)],
+]
+
+RICHNESS = INDICATORS[0]
 
 TRUE_RICHNESS = OutputSpec(
     layer_id="truth.richness",
@@ -50,4 +90,16 @@ TRUE_RICHNESS = OutputSpec(
     colormap="viridis",
 )
 
-OUTPUTS: list[OutputSpec] = [RICHNESS, TRUE_RICHNESS]
+OUTPUTS: list[OutputSpec] = [*INDICATORS, TRUE_RICHNESS]
+
+
+def files_of(specs: list[OutputSpec]) -> dict[str, list[OutputSpec]]:
+    """Specs grouped by file, bands in order; checks that the bands of a file are 1..n, one dtype."""
+    groups: dict[str, list[OutputSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.file_name, []).append(spec)
+    for name, group in groups.items():
+        group.sort(key=lambda s: s.band)
+        if [s.band for s in group] != list(range(1, len(group) + 1)) or len({s.dtype for s in group}) != 1:
+            raise ValueError(f"output file {name}: bands must be 1..n with one dtype")
+    return groups

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species, utcnow
 from backend.settings import Settings
 from inference.grid import MetaTile
-from inference.pipeline.outputs import OUTPUTS, TRUE_RICHNESS, OutputSpec
-from inference.pipeline.stages import compute_metatile, models_for
+from inference.pipeline.outputs import OUTPUTS, TRUE_RICHNESS, OutputSpec, files_of
+from inference.pipeline.stages import RunProfile, compute_metatile, models_for, run_profile
 from tiles.cog import GDAL_ENV, write_cog
 from tiles.colormaps import continuous_legend
 from tiles.layout import metatile_cog, mosaic_path, relative
@@ -55,11 +55,17 @@ def _run_outputs(config: dict) -> list[OutputSpec]:
     return [o for o in OUTPUTS if o.layer_id in wanted]
 
 
-def create_run(sessions: sessionmaker[Session], region_name: str, region_path: Path, sdm_checkpoint: Path) -> str:
-    """Register a pending run over every meta-tile of the region at ``region_path``."""
+def create_run(sessions: sessionmaker[Session], region_name: str, region_path: Path, sdm_checkpoint: Path,
+               device: str = "auto") -> str:
+    """Register a pending run over every meta-tile of the region at ``region_path``.
+
+    The run's region-wide profile (conformal threshold, specialist species) is computed here once,
+    so every meta-tile, on any worker, uses the same species lists.
+    """
     region = _load_region(str(region_path.resolve()))
     if not sdm_checkpoint.is_file():
         raise RunError(f"no SDM checkpoint at {sdm_checkpoint}: train one with `geoflora train sdm`")
+    profile = run_profile(region, models_for(sdm_checkpoint, device))
     run_id = new_run_id(region_name)
     with sessions.begin() as session:
         run = Run(
@@ -71,6 +77,7 @@ def create_run(sessions: sessionmaker[Session], region_name: str, region_path: P
                 "region_path": str(region_path.resolve()),
                 "sdm_checkpoint": str(sdm_checkpoint.resolve()),
                 "outputs": [o.layer_id for o in expected_outputs(region)],
+                "profile": profile.to_dict(),
             },
         )
         session.add(run)
@@ -96,7 +103,38 @@ def _set_tile_status(sessions, run_id: str, tile_id: str, status: str, error: st
 
 
 def _outputs_exist(settings: Settings, run_id: str, tile_id: str, outputs: list[OutputSpec]) -> bool:
-    return all(metatile_cog(settings.data_dir, run_id, tile_id, o.file_name).is_file() for o in outputs)
+    return all(metatile_cog(settings.data_dir, run_id, tile_id, name).is_file() for name in files_of(outputs))
+
+
+def _band_stats(data: np.ndarray, nodata: float) -> tuple[float, float]:
+    valid = data[(data != nodata) & np.isfinite(data)] if data.dtype.kind == "f" else data[data != nodata]
+    if not valid.size:
+        return 0.0, 0.0
+    return float(valid.max()), float(np.percentile(valid, 99))
+
+
+def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[str, np.ndarray],
+                  outputs: list[OutputSpec]) -> None:
+    """One COG per output file (its layers as bands), each written atomically."""
+    for name, specs in files_of(outputs).items():
+        missing = [s.layer_id for s in specs if s.layer_id not in arrays]
+        if missing:
+            raise RunError(f"the cascade produced no {', '.join(missing)} for meta-tile {tile.id}")
+        data = np.stack([np.asarray(arrays[s.layer_id], dtype=s.dtype) for s in specs])
+        tags = {"GEOFLORA_FILE": name, "GEOFLORA_RUN": run_id}
+        for s, band in zip(specs, data):
+            vmax, p99 = _band_stats(band, s.nodata)
+            tags[f"GEOFLORA_MAX_B{s.band}"] = f"{vmax:.6g}"
+            tags[f"GEOFLORA_P99_B{s.band}"] = f"{p99:.6g}"
+        write_cog(
+            metatile_cog(settings.data_dir, run_id, tile.id, name),
+            data,
+            transform=tile.transform(),
+            nodata=specs[0].nodata,
+            band_names=[s.layer_id for s in specs],
+            tags=tags,
+            resampling=specs[0].resampling,
+        )
 
 
 def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id: str, tile_id: str) -> str:
@@ -121,25 +159,9 @@ def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id
     try:
         region = _load_region(config["region_path"])
         tile = MetaTile.from_id(tile_id)
-        arrays = compute_metatile(region, tile, models_for(Path(config["sdm_checkpoint"]), settings.device))
-        for spec in outputs:
-            data = arrays[spec.layer_id]
-            valid = data[data != spec.nodata]
-            tags = {
-                "GEOFLORA_LAYER": spec.layer_id,
-                "GEOFLORA_RUN": run_id,
-                "GEOFLORA_MAX": f"{float(valid.max()) if valid.size else 0.0:.6g}",
-                "GEOFLORA_P99": f"{float(np.percentile(valid, 99)) if valid.size else 0.0:.6g}",
-            }
-            write_cog(
-                metatile_cog(settings.data_dir, run_id, tile_id, spec.file_name),
-                data,
-                transform=tile.transform(),
-                nodata=spec.nodata,
-                band_names=[spec.layer_id],
-                tags=tags,
-                resampling=spec.resampling,
-            )
+        models = models_for(Path(config["sdm_checkpoint"]), settings.device)
+        arrays = compute_metatile(region, tile, models, RunProfile.from_dict(config["profile"]))
+        write_outputs(settings, run_id, tile, arrays, outputs)
     except Exception as exc:
         _set_tile_status(sessions, run_id, tile_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -154,31 +176,39 @@ def _nice_max(value: float) -> float:
     return math.ceil(value / magnitude * 2) / 2 * magnitude
 
 
-def _register_layer(session: Session, settings: Settings, run_id: str, spec: OutputSpec, cogs: list[Path]) -> None:
-    vrt = mosaic_path(settings.data_dir, run_id, spec.file_name)
+def _register_layers(session: Session, settings: Settings, run_id: str, name: str, specs: list[OutputSpec],
+                     cogs: list[Path]) -> None:
+    """One VRT mosaic per output file; one catalog layer per band."""
+    vrt = mosaic_path(settings.data_dir, run_id, name)
     build_vrt(vrt, cogs)
-    maxima = []
     with rasterio.Env(**GDAL_ENV):
+        tags = []
         for cog in cogs:
             with rasterio.open(cog) as src:
-                maxima.append(float(src.tags().get("GEOFLORA_P99", 0.0)))
-    vmax = _nice_max(max(maxima))
-    session.merge(
-        Layer(
-            run_id=run_id,
-            id=spec.layer_id,
-            kind=spec.kind,
-            title=spec.title,
-            description=spec.description,
-            units=spec.units,
-            path=relative(settings.data_dir, vrt),
-            band=spec.band,
-            colormap=spec.colormap,
-            rescale_min=0.0,
-            rescale_max=vmax,
-            legend=continuous_legend(spec.colormap or "viridis", 0.0, vmax, spec.units),
+                tags.append(src.tags())
+    for spec in specs:
+        if spec.rescale is not None:
+            vmin, vmax = spec.rescale
+        else:
+            vmin, vmax = 0.0, _nice_max(max(float(t.get(f"GEOFLORA_P99_B{spec.band}", 0.0)) for t in tags))
+        categorical = spec.legend is not None
+        session.merge(
+            Layer(
+                run_id=run_id,
+                id=spec.layer_id,
+                kind=spec.kind,
+                title=spec.title,
+                description=spec.description,
+                units=spec.units,
+                path=relative(settings.data_dir, vrt),
+                band=spec.band,
+                colormap=spec.colormap,
+                rescale_min=None if categorical else vmin,
+                rescale_max=None if categorical else vmax,
+                legend=spec.legend if categorical else continuous_legend(spec.colormap or "viridis", vmin, vmax,
+                                                                         spec.units),
+            )
         )
-    )
 
 
 def species_row(sp) -> Species:
@@ -229,9 +259,9 @@ def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: st
         raise RunError(f"run {run_id} is not complete: meta-tiles {', '.join(pending)} are not done")
     region = _load_region(config["region_path"])
     with sessions.begin() as session:
-        for spec in _run_outputs(config):
-            cogs = [metatile_cog(settings.data_dir, run_id, t, spec.file_name) for t in tile_ids]
-            _register_layer(session, settings, run_id, spec, cogs)
+        for name, specs in files_of(_run_outputs(config)).items():
+            cogs = [metatile_cog(settings.data_dir, run_id, t, name) for t in tile_ids]
+            _register_layers(session, settings, run_id, name, specs, cogs)
         _register_flora(session, region)
         run = session.get(Run, run_id)
         run.status = "complete"
@@ -263,7 +293,7 @@ def run_local(settings: Settings, sessions: sessionmaker[Session], region_name: 
     """Create a run and compute it in this process, meta-tile after meta-tile, then go live."""
     from tqdm import tqdm
 
-    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint)
+    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     for tile_id in tqdm(tiles, desc=f"run {run_id}", unit="meta-tile", disable=not progress):

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.grid import CELLS_PER_METATILE, MetaTile
-from inference.pipeline.outputs import RICHNESS, TRUE_RICHNESS
-from inference.sdm.predict import MetaTileSDM
+from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
+from inference.indicators import SpeciesAttributes, compute_indicators, specialist_mask
+from inference.pipeline.outputs import TRUE_RICHNESS
+from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
 from inference.sdm.train import load_sdm
 
 
@@ -23,6 +24,27 @@ class CascadeModels:
     species_ids: np.ndarray
     thresholds: dict
     checkpoint: Path
+
+    @property
+    def threshold(self) -> float:
+        """The conformal threshold that turns probabilities into assemblages."""
+        return float(self.thresholds["conformal_global"])
+
+
+@dataclass(frozen=True)
+class RunProfile:
+    """Region-wide facts every meta-tile of a run shares (computed once, stored in the run config)."""
+
+    threshold: float
+    specialists: tuple[int, ...]  # species indices (SDM order)
+    sample_cells: int
+
+    def to_dict(self) -> dict:
+        return {"threshold": self.threshold, "specialists": list(self.specialists), "sample_cells": self.sample_cells}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunProfile":
+        return cls(float(d["threshold"]), tuple(int(i) for i in d["specialists"]), int(d["sample_cells"]))
 
 
 @lru_cache(maxsize=2)
@@ -46,15 +68,52 @@ def models_for(sdm_checkpoint: Path, device: str = "auto") -> CascadeModels:
     return load_models(str(sdm_checkpoint), sdm_checkpoint.stat().st_mtime, resolve_device(device))
 
 
-def compute_metatile(region, tile: MetaTile, models: CascadeModels) -> dict[str, np.ndarray]:
-    """Every output array of ``tile``, keyed by layer id ([rows, cols] float32).
+def _check_species(region, models: CascadeModels) -> None:
+    if not np.array_equal(models.species_ids, np.asarray(region.species_ids)):
+        raise ValueError(f"the SDM checkpoint {models.checkpoint} was trained on another species list")
+
+
+def run_profile(region, models: CascadeModels, n_cells: int = 2000, seed: int = 0) -> RunProfile:
+    """Specialist species from SDM predictions at ``n_cells`` random cells spread over the region."""
+    _check_species(region, models)
+    rng = np.random.default_rng(seed)
+    left, bottom, right, top = region.grid.bounds
+    cols = rng.integers(0, int((right - left) // CELL_M), n_cells)
+    rows = rng.integers(0, int((top - bottom) // CELL_M), n_cells)
+    xs = left + (cols + 0.5) * CELL_M
+    ys = top - (rows + 0.5) * CELL_M
+    model = models.sdm.model
+    device = next(model.parameters()).device
+    prob = per_patch_probabilities(model.cpu(), models.sdm.norm, region, xs, ys)
+    model.to(device)
+    flags = specialist_mask(prob, models.threshold)
+    return RunProfile(models.threshold, tuple(int(i) for i in np.flatnonzero(flags)), n_cells)
+
+
+def species_attributes(region, profile: RunProfile) -> SpeciesAttributes:
+    specialist = np.zeros(len(region.species), bool)
+    specialist[list(profile.specialists)] = True
+    return SpeciesAttributes.from_species(region.species, specialist)
+
+
+def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: RunProfile) -> dict[str, np.ndarray]:
+    """Every output array of ``tile``, keyed by layer id ([rows, cols]).
 
     Cells in water are computed from their own inputs (the flora has aquatic habitats), not masked.
     """
-    if not np.array_equal(models.species_ids, np.asarray(region.species_ids)):
-        raise ValueError(f"the SDM checkpoint {models.checkpoint} was trained on another species list")
-    prob = models.sdm.probabilities(region, tile)  # [S, 500, 500]
-    out = {RICHNESS.layer_id: prob.sum(0, dtype=torch.float64).float().cpu().numpy()}
+    _check_species(region, models)
+    prob = models.sdm.probabilities(region, tile)  # [S, 500, 500], calibrated
+    ind = compute_indicators(prob, species_attributes(region, profile), profile.threshold)
+    out = {}
+    for key, value in ind.items():
+        name, _, part = key.rpartition(".")
+        if key == "status.most":
+            layer = "indicator.status.most"
+        elif name == "status":
+            layer = f"indicator.status.{part}"
+        else:
+            layer = f"indicator.{name}" + (".ci" if part == "halfwidth" else "")
+        out[layer] = value.cpu().numpy()
     if hasattr(region, "iter_true_probability"):
         truth = np.zeros((CELLS_PER_METATILE, CELLS_PER_METATILE), np.float64)
         for _species, p in region.iter_true_probability(tile):

@@ -36,6 +36,7 @@ class SDMData:
     split: np.ndarray = field(default=None)  # int8 [N]: TRAIN, CAL or TEST
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     p_true: np.ndarray | None = None  # float32 [N, S] on generated data
+    area: np.ndarray | None = None  # float64 [N]: survey area in m2 (NaN: unknown, presence-only)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -48,6 +49,7 @@ class SDMData:
             split=None if self.split is None else self.split[mask],
             inputs={k: v[mask] for k, v in self.inputs.items()},
             p_true=None if self.p_true is None else self.p_true[mask],
+            area=None if self.area is None else self.area[mask],
         )
 
     def part(self, split: int, pa_only: bool = False) -> "SDMData":
@@ -94,7 +96,8 @@ def pa_samples(pa_csv: Path, species_ids: np.ndarray) -> SDMData:
     x, y = _TO_3035.transform(pa.lon, pa.lat)
     rows = np.repeat(np.arange(len(pa)), pa.n_species_records)
     labels = _index_labels(species_ids, rows, pa.species_ids, len(pa))
-    return SDMData(np.asarray(x), np.asarray(y), labels, np.zeros(len(pa), bool), species_ids)
+    return SDMData(np.asarray(x), np.asarray(y), labels, np.zeros(len(pa), bool), species_ids,
+                   area=np.asarray(pa.area_m2, np.float64))
 
 
 def po_samples(po_csv: Path, species_ids: np.ndarray) -> SDMData:
@@ -128,6 +131,7 @@ def concat(parts: list[SDMData]) -> SDMData:
         labels=np.concatenate([p.labels for p in parts]),
         is_po=np.concatenate([p.is_po for p in parts]),
         species_ids=parts[0].species_ids,
+        area=np.concatenate([np.full(len(p), np.nan) if p.area is None else p.area for p in parts]),
     )
 
 

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from inference.models.sdm import DEMO, PAPER, MultimodalSDM, SDMConfig
 from inference.sdm import conformal
+from inference.sdm.calibration import Calibration, fit_calibration
 from inference.sdm.dataset import CAL, TEST, TRAIN, SDMData
 from inference.sdm.metrics import evaluate, macro_auc
 from inference.sdm.preprocess import MODALITIES, Normalizer
@@ -40,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = 4  # epochs without a better calibration AUC before stopping
     augment: bool = True  # random flips / quarter turns of the Sentinel-2 patch
+    calibrate: bool = True  # fit Platt scaling + per-species offsets on the calibration split
     model_overrides: dict = field(default_factory=dict)
 
     def model_config(self, n_species: int) -> SDMConfig:
@@ -71,14 +73,19 @@ def _batch(norm: Normalizer, data: SDMData, idx: np.ndarray, rng: np.random.Gene
 
 
 @torch.no_grad()
-def predict(model: MultimodalSDM, norm: Normalizer, data: SDMData, batch_size: int = 256) -> np.ndarray:
-    """Per-sample (per-patch) probabilities [N, S]."""
+def predict_logits(model: MultimodalSDM, norm: Normalizer, data: SDMData, batch_size: int = 256) -> np.ndarray:
+    """Per-sample (per-patch) logits [N, S]."""
     model.eval()
     out = []
     for i in range(0, len(data), batch_size):
         idx = np.arange(i, min(i + batch_size, len(data)))
-        out.append(torch.sigmoid(model(_batch(norm, data, idx, None, model.config.patch_size))).numpy())
+        out.append(model(_batch(norm, data, idx, None, model.config.patch_size)).numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.n_species), np.float32)
+
+
+def predict(model: MultimodalSDM, norm: Normalizer, data: SDMData, batch_size: int = 256) -> np.ndarray:
+    """Per-sample (per-patch) probabilities [N, S]."""
+    return 1.0 / (1.0 + np.exp(-predict_logits(model, norm, data, batch_size)))
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
@@ -179,6 +186,12 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
                       "torch_rng": torch.get_rng_state()}, last_path)
 
     model.load_state_dict(state["best_state"])
+    raw_test_prob = predict(model, norm, test_pa) if len(test_pa) else None
+    if config.calibrate:
+        calib = fit_calibration(predict_logits(model, norm, cal_pa), cal_pa.labels, cal_pa.area)
+        calib.fold_into(model.head)  # the saved model outputs calibrated logits
+    else:
+        calib = Calibration.identity(n_species)
     cal_prob = predict(model, norm, cal_pa)
     t_conf = conformal.global_threshold(cal_pa.labels, cal_prob, config.alpha)
     t_f1 = conformal.f1_optimal_threshold(cal_pa.labels, cal_prob)
@@ -190,6 +203,11 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
         report["test"] = evaluate(test_pa.labels, test_prob, t_f1, test_pa.p_true)
         report["test"]["omission_at_conformal"] = conformal.omission_rate(test_pa.labels, test_prob, t_conf)
         report["test"]["mean_set_size_at_conformal"] = float((test_prob >= t_conf).sum(1).mean())
+        if test_pa.p_true is not None:  # richness bias: predicted vs true expected species per 100 m2 plot
+            report["test"]["richness"] = {"true": float(test_pa.p_true.sum(1).mean()),
+                                          "predicted_raw": float(raw_test_prob.sum(1).mean()),
+                                          "predicted": float(test_prob.sum(1).mean())}
+    report["calibration"] = calib.to_dict()
     _save_atomic({
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
         "model_config": mconf.to_dict(), "train_config": asdict(config),
