@@ -126,6 +126,9 @@ def compute(region_name, sdm_path, executor) -> None:
     click.echo(f"run {run_id} is live")
 
 
+main.add_command(compute, name="run")  # `geoflora run`: the same, by the name the pipeline docs use
+
+
 @main.group()
 def train() -> None:
     """Train the models of the cascade."""
@@ -177,6 +180,88 @@ def train_sdm_cmd(region_name, geoplant_dir, out, size, epochs, batch_size, opti
     click.echo(f"checkpoint: {out}")
 
 
+@train.command("botaclip")
+@click.option("--region", "region_name", default=None, help="Generated region to train on (default: demo).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Checkpoint path (default: data/models/<region>/botaclip.pt).")
+@click.option("--encoder", "encoder_path", type=click.Path(path_type=Path), default=None,
+              help="Frozen EO encoder weights (default: GEOFLORA_EO_ENCODER_PATH, else the demo CNN).")
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=None)
+@click.option("--ssl-steps", type=click.IntRange(0, 100_000), default=None,
+              help="SimCLR steps of the demo encoder before it is frozen (0: random-init frozen).")
+@click.option("--reg-weight", type=click.FloatRange(0), default=None,
+              help="Weight of the regulariser towards the frozen embedding (default: GEOFLORA_BOTACLIP_REG_WEIGHT).")
+@click.option("--seed", type=int, default=0, help="Must be the deep-SDM's seed (same split).")
+def train_botaclip_cmd(region_name, out, encoder_path, epochs, ssl_steps, reg_weight, seed) -> None:
+    """BotaCLIP: a frozen EO encoder + adapter aligned contrastively with PA survey species lists."""
+    import json
+
+    from inference.botaclip.model import BotaCLIPConfig
+    from inference.botaclip.train import train_botaclip
+    from inference.data.region import load_region
+
+    settings = get_settings()
+    name = region_name or settings.demo_region
+    region = load_region(_existing_region(settings, name))
+    config = BotaCLIPConfig(seed=seed, reg_weight=settings.botaclip_reg_weight if reg_weight is None else reg_weight)
+    if epochs:
+        config.epochs = epochs
+    if ssl_steps is not None:
+        config.ssl_steps = ssl_steps
+    out = out or settings.models_dir / name / "botaclip.pt"
+    try:
+        report = train_botaclip(region, out, config, encoder_path=encoder_path or settings.eo_encoder_path,
+                                log=click.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    keep = ("n_train", "n_cal", "n_test", "ssl", "train_seconds", "total_seconds", "best_epoch", "calibration", "test")
+    click.echo(json.dumps({k: report[k] for k in keep if k in report}, indent=2, default=float))
+    click.echo(f"checkpoint: {out}")
+
+
+@train.command("traits")
+@click.option("--region", "region_name", default=None, help="Generated region whose photos to train on (default: demo).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Train on a PlantTraitNet CSV instead (image paths relative to its folder).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Checkpoint path (default: data/models/<region>/traits.pt).")
+@click.option("--size", type=click.Choice(["tiny", "demo", "paper"]), default="demo", help="Model configuration.")
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=None)
+@click.option("--no-clean", is_flag=True, help="Train without the uncertainty-guided cleaning loop.")
+@click.option("--reference", type=click.Choice(["auto", "truth", "labels"]), default="auto",
+              help="Target of the cleaning loop's reference set: measured traits (truth) or species labels.")
+@click.option("--seed", type=int, default=0)
+def train_traits_cmd(region_name, csv_path, out, size, epochs, no_clean, reference, seed) -> None:
+    """PlantTraitNet: traits from geotagged photos, with uncertainty-guided cleaning."""
+    from inference.traits.data import load_photos
+    from inference.traits.train import TraitTrainConfig, train_traits
+
+    settings = get_settings()
+    if csv_path is None:
+        from inference.data.region import load_region
+
+        name = region_name or settings.demo_region
+        csv_path = load_region(_existing_region(settings, name)).photos_csv
+    else:
+        name = region_name or csv_path.resolve().parent.name
+    config = TraitTrainConfig(size=size, clean=not no_clean, reference=reference, seed=seed)
+    if epochs:
+        config.epochs = epochs
+    out = out or settings.models_dir / name / "traits.pt"
+    try:
+        photos = load_photos(csv_path)
+        report = train_traits(photos, out, config, dinov2_path=settings.dinov2_path,
+                              depth_path=settings.depth_anything_path, climplicit_path=settings.climplicit_path,
+                              cache_dir=settings.cache_dir / "traits", log=click.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for key, title in (("reference_metrics", "model"), ("reference_metrics_without_cleaning", "without cleaning")):
+        for target, per in report.get(key, {}).items():
+            click.echo(f"{title:>16} {target:>27}: " + "  ".join(
+                f"{t} R2 {m['r2']:.3f} (mean {m['baseline_r2']:.3f})" for t, m in per.items()))
+    click.echo(f"trained in {report['train_seconds']:.0f} s; checkpoint: {out}")
+
+
 @main.group()
 def evaluate() -> None:
     """Evaluate models against baselines and the truth."""
@@ -202,6 +287,81 @@ def evaluate_sdm_cmd(region_name, sdm_path, seed) -> None:
     table = format_table(rows)
     (sdm_path.parent / "comparison.md").write_text(table + "\n")
     click.echo(table)
+
+
+@evaluate.command("botaclip")
+@click.option("--region", "region_name", default=None, help="Generated region (default: demo).")
+@click.option("--sdm", "sdm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Deep-SDM checkpoint (default: data/models/<region>/sdm.pt).")
+@click.option("--botaclip", "botaclip_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="BotaCLIP checkpoint (default: data/models/<region>/botaclip.pt).")
+@click.option("--seed", type=int, default=0, help="Must be the seed both models were trained with (same split).")
+def evaluate_botaclip_cmd(region_name, sdm_path, botaclip_path, seed) -> None:
+    """Deep-SDM features with / without BotaCLIP embeddings (same linear head), and one meta-tile's timing."""
+    import json
+
+    from inference.botaclip.evaluate import compare_with_embeddings, format_table, time_metatile
+    from inference.botaclip.train import load_botaclip
+    from inference.data.region import load_region
+
+    settings = get_settings()
+    name = region_name or settings.demo_region
+    region = load_region(_existing_region(settings, name))
+    sdm_path = sdm_path or settings.sdm_checkpoint(name)
+    botaclip_path = botaclip_path or settings.models_dir / name / "botaclip.pt"
+    for p, cmd in ((sdm_path, "sdm"), (botaclip_path, "botaclip")):
+        if not p.is_file():
+            raise click.ClickException(f"no checkpoint at {p}: run `geoflora train {cmd} --region {name}`")
+    model = load_botaclip(botaclip_path, settings.eo_encoder_path)
+    rows = compare_with_embeddings(region, sdm_path, model, seed=seed, log=click.echo)
+    timing = time_metatile(region, model)
+    table = format_table(rows)
+    (botaclip_path.parent / "botaclip_comparison.md").write_text(table + "\n")
+    (botaclip_path.parent / "botaclip_comparison.json").write_text(
+        json.dumps({"rows": rows, "metatile": timing}, indent=2, default=float))
+    click.echo(table)
+    click.echo(f"meta-tile embeddings: {timing}")
+
+
+@evaluate.command("traits")
+@click.option("--region", "region_name", default=None, help="Generated region (default: demo).")
+@click.option("--sdm", "sdm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Deep-SDM checkpoint for the CWM maps (default: data/models/<region>/sdm.pt; "
+              "without one, true probabilities cut at a threshold).")
+@click.option("--grid-m", type=click.FloatRange(min=100), default=None,
+              help="Photo-map cell size in metres (default: GEOFLORA_TRAIT_GRID_M); also scored at twice it.")
+@click.option("--min-photos", type=click.IntRange(1), default=None, help="Fewest photos per grid cell.")
+@click.option("--folds", type=click.IntRange(2, 10), default=2, help="Spatial cross-fitting folds (10 km blocks).")
+@click.option("--size", type=click.Choice(["tiny", "demo", "paper"]), default="demo", help="Model configuration.")
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=None)
+@click.option("--seed", type=int, default=0)
+def evaluate_traits_cmd(region_name, sdm_path, grid_m, min_photos, folds, size, epochs, seed) -> None:
+    """Trait maps vs the truth: photo maps with / without cleaning, CWM maps from the SDM."""
+    from inference.data.region import load_region
+    from inference.traits.evaluate import evaluate_traits, format_table, save_report
+    from inference.traits.train import TraitTrainConfig
+
+    settings = get_settings()
+    name = region_name or settings.demo_region
+    region = load_region(_existing_region(settings, name))
+    config = TraitTrainConfig(size=size, seed=seed)
+    if epochs:
+        config.epochs = epochs
+    sdm_path = sdm_path or settings.sdm_checkpoint(name)
+    try:
+        report = evaluate_traits(region, config, grid_m=grid_m or settings.trait_grid_m,
+                                 min_count=min_photos or settings.trait_min_photos, folds=folds, sdm_path=sdm_path,
+                                 cache_dir=settings.cache_dir / "traits", dinov2_path=settings.dinov2_path,
+                                 depth_path=settings.depth_anything_path, climplicit_path=settings.climplicit_path,
+                                 log=click.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    js, md = save_report(report, settings.models_dir / name)
+    click.echo(format_table(report["rows"]))
+    for key, per in report["per_photo_vs_true_traits"].items():
+        click.echo(f"per photo (out of fold) vs true traits, {key}: " + "  ".join(
+            f"{t} R2 {m['r2']:.3f}" for t, m in per.items()))
+    click.echo(f"CWM maps from {report['cwm_source']}; timings {report['timings']}; report {js}")
 
 
 def _print_urls(settings: Settings) -> None:

@@ -26,9 +26,12 @@ class RunSummary(BaseModel):
 
 class MetaTileState(BaseModel):
     tile_id: str = Field(description="Meta-tile id from its lower-left corner in km (EPSG:3035).")
-    status: str
+    status: str = Field(description="pending, running, done or failed.")
     bounds_3035: list[float] = Field(description="[left, bottom, right, top] in EPSG:3035 metres.")
     error: str | None = None
+    attempts: int = Field(0, description="How many times processing of this meta-tile started.")
+    worker: str | None = Field(None, description="host:pid of the process of the last attempt.")
+    updated_at: datetime | None = None
 
 
 class RunDetail(RunSummary):

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         "Production: redis://host:6379/0.",
     )
     result_backend: str | None = Field(None, description="Celery result backend (default: beside the broker).")
+    task_visibility_timeout: int = Field(
+        3600, ge=1,
+        description="Redis broker: seconds after which a task taken by a worker that died is given to another "
+        "worker. Must exceed the longest meta-tile.",
+    )
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for admin actions; admin endpoints are disabled when unset."
     )
@@ -57,6 +62,27 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where models run (auto: CUDA if present).")
     pretrained_dir: Path | None = Field(
         None, description="Local folder of pretrained weights (DINOv2, Depth-Anything...); never a hub download."
+    )
+    # PlantTraitNet (inference/traits)
+    dinov2_path: Path | None = Field(
+        None, description="Local DINOv2 ViT-B/14 folder (transformers save_pretrained) for PlantTraitNet's image "
+        "encoder; unset: a small randomly initialised ViT.",
+    )
+    depth_anything_path: Path | None = Field(
+        None, description="Local Depth-Anything-V2 folder (DepthAnythingForDepthEstimation) for the depth encoder.",
+    )
+    climplicit_path: Path | None = Field(
+        None, description="Local state dict of the geo encoder's SIREN (Climplicit-style); unset: trained from scratch.",
+    )
+    trait_grid_m: float = Field(5000.0, gt=0, description="Cell size of the photo-based trait maps, metres.")
+    trait_min_photos: int = Field(20, ge=1, description="Fewest photo predictions for a trait-map grid cell.")
+    eo_encoder_path: Path | None = Field(
+        None,
+        description="BotaCLIP's frozen Earth-observation encoder: a local transformers folder (DINOv2 / ViT), "
+        "a GeoFlora eo-encoder .pt or a TorchScript file. Unset: the small demo CNN (self-supervised here).",
+    )
+    botaclip_reg_weight: float = Field(
+        1.0, ge=0, description="BotaCLIP: weight of the regulariser keeping adapted embeddings near the frozen ones."
     )
 
     # Limits

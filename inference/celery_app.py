@@ -23,6 +23,10 @@ def make_celery(settings: Settings) -> Celery:
     if settings.celery_broker.startswith("sqla+sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = Celery("geoflora", broker=settings.celery_broker, backend=settings.celery_backend)
+    if settings.celery_broker.startswith(("redis://", "rediss://")):
+        # A task taken by a worker that died unacknowledged goes back to the queue after this long.
+        app.conf.broker_transport_options = {"visibility_timeout": settings.task_visibility_timeout}
+        app.conf.result_backend_transport_options = {"visibility_timeout": settings.task_visibility_timeout}
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -64,15 +68,61 @@ def finalize_run_task(_results, run_id: str) -> str:
     return run_id
 
 
-def run_with_celery(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path,
-                    timeout: float = 3600) -> str:
-    """Fan a new run out over the workers (one task per meta-tile) and wait for it to go live."""
+def submit_run(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path):
+    """Create a run and fan it out over the workers: one task per meta-tile, then the finaliser.
+
+    Returns the run id and the chord's result handle.
+    """
     from backend.db.models import Run
     from inference.pipeline.run import create_run
 
     run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
-    result = chord(process_metatile_task.s(run_id, t) for t in tiles)(finalize_run_task.s(run_id))
-    result.get(timeout=timeout)
+    # Signatures by task name on an app for ``settings``' broker: the client needs no task code.
+    app = celery_app if settings == get_settings() else make_celery(settings)
+    header = [app.signature(process_metatile_task.name, args=(run_id, t)) for t in tiles]
+    result = chord(header, app=app)(app.signature(finalize_run_task.name, args=(run_id,)))
+    return run_id, result
+
+
+def wait_for_run(sessions, run_id: str, result, timeout: float = 3600, progress: bool = True,
+                 poll: float = 0.5) -> None:
+    """Follow a submitted run in the catalog (a progress bar of done meta-tiles) until it is live."""
+    import time
+
+    from tqdm import tqdm
+
+    from backend.db.models import Run
+
+    deadline = time.monotonic() + timeout
+    with sessions() as session:
+        total = len(session.get(Run, run_id).metatiles)
+    bar = tqdm(total=total, desc=f"run {run_id}", unit="meta-tile", disable=not progress)
+    try:
+        while True:
+            with sessions() as session:
+                run = session.get(Run, run_id)
+                done = sum(t.status == "done" for t in run.metatiles)
+                failed = [f"{t.tile_id}: {t.error}" for t in run.metatiles if t.status == "failed"]
+                status = run.status
+            bar.update(done - bar.n)
+            if status == "complete":
+                return
+            if result.failed():
+                result.get(propagate=True)  # raises the task's error
+            if failed and result.ready():
+                raise RuntimeError(f"run {run_id} failed: {'; '.join(failed)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} not complete after {timeout:.0f} s ({done}/{total} meta-tiles)")
+            time.sleep(poll)
+    finally:
+        bar.close()
+
+
+def run_with_celery(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path,
+                    timeout: float = 3600, progress: bool = True) -> str:
+    """Fan a new run out over the workers and wait, with a progress bar, until it is live."""
+    run_id, result = submit_run(settings, sessions, region_name, region_path, sdm_checkpoint)
+    wait_for_run(sessions, run_id, result, timeout=timeout, progress=progress)
     return run_id

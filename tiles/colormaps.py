@@ -35,6 +35,30 @@ def continuous_legend(colormap: str, vmin: float, vmax: float, units: str | None
     }
 
 
+# EUNIS level-1 groups -> (hue in degrees, saturation): forests green, grasslands yellow-green,
+# heath and scrub purple, wetlands teal, waters blue, rock grey-brown, man-made habitats orange,
+# built-up red. Subtypes vary in lightness, so related types keep related colours.
+EUNIS_HUES = {"T": (125, 0.55), "R": (70, 0.65), "S": (290, 0.40), "Q": (180, 0.50), "C": (215, 0.75),
+              "U": (30, 0.15), "V": (35, 0.80), "J": (0, 0.70), "N": (50, 0.60), "M": (200, 0.6)}
+
+
+def eunis_color(code: str) -> tuple[int, int, int, int]:
+    """A stable colour for a EUNIS code: the hue of its level-1 group, lightness from its subtype."""
+    import colorsys
+    import zlib
+
+    hue, sat = EUNIS_HUES.get(code[:1], (0, 0.0))
+    rest = code[1:].replace(".", "")
+    if not rest:
+        light = 0.45
+    else:
+        h = zlib.crc32(rest.encode()) % 1000 / 1000.0  # deterministic spread within the group
+        light = 0.28 + 0.5 * h
+        hue = (hue + (h - 0.5) * 24) % 360
+    r, g, b = colorsys.hls_to_rgb(hue / 360.0, light, sat)
+    return (round(r * 255), round(g * 255), round(b * 255), 255)
+
+
 def categorical_legend(colormap: str, labels: dict[int, str]) -> dict:
     """Legend of a categorical layer: one item per class value, in the colours the tiles use."""
     table = CATEGORICAL[colormap]

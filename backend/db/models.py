@@ -63,6 +63,8 @@ class MetaTileRecord(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # processing starts
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)  # host:pid of the last attempt
 
     run: Mapped[Run] = relationship(back_populates="metatiles")
 

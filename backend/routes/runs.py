@@ -27,6 +27,9 @@ def get_run(run_id: str, session: SessionDep) -> RunDetail:
             status=t.status,
             bounds_3035=list(to_shape(t.footprint).bounds),
             error=t.error,
+            attempts=t.attempts or 0,
+            worker=t.worker,
+            updated_at=t.updated_at,
         )
         for t in run.metatiles
     ]

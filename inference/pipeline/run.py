@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import secrets
 import shutil
 from datetime import datetime, timezone
@@ -22,7 +24,7 @@ from inference.pipeline.outputs import OUTPUTS, TRUE_RICHNESS, OutputSpec, files
 from inference.pipeline.stages import RunProfile, compute_metatile, models_for, run_profile
 from tiles.cog import GDAL_ENV, write_cog
 from tiles.colormaps import continuous_legend
-from tiles.layout import metatile_cog, mosaic_path, relative
+from tiles.layout import metatile_cog, metatile_dir, mosaic_path, relative
 from tiles.mosaic import build_vrt
 
 log = logging.getLogger(__name__)
@@ -94,16 +96,26 @@ def create_run(sessions: sessionmaker[Session], region_name: str, region_path: P
 
 
 def _set_tile_status(sessions, run_id: str, tile_id: str, status: str, error: str | None = None) -> None:
+    values = {"status": status, "error": error, "updated_at": utcnow()}
+    if status == "running":  # one more attempt, by this process
+        values.update(attempts=MetaTileRecord.attempts + 1, worker=f"{socket.gethostname()}:{os.getpid()}")
     with sessions.begin() as session:
         session.execute(
             update(MetaTileRecord)
             .where(MetaTileRecord.run_id == run_id, MetaTileRecord.tile_id == tile_id)
-            .values(status=status, error=error, updated_at=utcnow())
+            .values(**values)
         )
 
 
 def _outputs_exist(settings: Settings, run_id: str, tile_id: str, outputs: list[OutputSpec]) -> bool:
     return all(metatile_cog(settings.data_dir, run_id, tile_id, name).is_file() for name in files_of(outputs))
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files a killed process left behind (never visible as outputs: hidden, .tmp)."""
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _band_stats(data: np.ndarray, nodata: float) -> tuple[float, float]:
@@ -156,6 +168,7 @@ def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id
     if status == "done" and _outputs_exist(settings, run_id, tile_id, outputs):
         return "skipped"
     _set_tile_status(sessions, run_id, tile_id, "running")
+    _remove_stale_temporaries(metatile_dir(settings.data_dir, run_id, tile_id))
     try:
         region = _load_region(config["region_path"])
         tile = MetaTile.from_id(tile_id)

@@ -1,0 +1,181 @@
+"""Do BotaCLIP embeddings help species distribution models? A linear-probe comparison.
+
+The trained deep-SDM is kept as it is; its penultimate features (the concatenated S2, climate and
+Landsat encoder outputs that its head sees) are computed for every PA survey. The same multi-label
+logistic head (L2-penalised, full-batch L-BFGS, penalty chosen on CAL macro AUC) is then fitted on
+TRAIN surveys to different feature sets -- SDM features alone, with the BotaCLIP embedding appended,
+with the raw frozen-encoder features appended instead (a control: is it the contrastive alignment or
+just more image features?), and the image features alone -- and scored on the TEST surveys (10 km
+blocks never seen by the SDM nor by BotaCLIP): macro AUC, sample F1 at the CAL F1-optimal threshold,
+Recall@50/250 and AUC against the true probabilities.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from inference.sdm import conformal
+from inference.sdm.dataset import CAL, TEST, TRAIN, extract_inputs, region_samples
+from inference.sdm.metrics import evaluate, macro_auc
+from inference.sdm.train import load_sdm
+
+from .model import BotaCLIP
+from .train import encode, load_botaclip
+
+COLUMNS = [("macro_auc", "macro AUC"), ("sample_f1", "sample F1"), ("recall@50", "Recall@50"),
+           ("recall@250", "Recall@250"), ("auc_vs_truth", "AUC vs truth")]
+
+
+@torch.no_grad()
+def sdm_features(model, norm, inputs: dict, batch: int = 256) -> np.ndarray:
+    """Penultimate features [N, F] of a deep-SDM: its encoders' pooled outputs, concatenated."""
+    model.eval()
+    P = model.config.patch_size
+    n = len(next(iter(inputs.values())))
+    out = []
+    for i in range(0, n, batch):
+        parts = []
+        for name, enc in model.encoders.items():
+            arr = inputs[name][i:i + batch]
+            if name == "s2":
+                off = (arr.shape[-1] - P) // 2
+                arr = np.ascontiguousarray(arr[..., off:off + P, off:off + P])
+            parts.append(enc(norm.apply(name, arr)))
+        out.append(torch.cat(parts, 1).numpy())
+    return np.concatenate(out)
+
+
+def fit_linear_head(X_tr: np.ndarray, Y_tr: np.ndarray, X_cal: np.ndarray, Y_cal: np.ndarray,
+                    penalties=(1e-4, 1e-3, 1e-2, 1e-1), iters: int = 150):
+    """Multi-label logistic regression (standardised inputs, L2 on the weights), penalty chosen on CAL
+    macro AUC. Returns (predict function X -> probabilities, info)."""
+    mu, sd = X_tr.mean(0), X_tr.std(0) + 1e-6
+    Xt = torch.from_numpy(((X_tr - mu) / sd).astype(np.float32))
+    Yt = torch.from_numpy(Y_tr.astype(np.float32))
+    Xc = torch.from_numpy(((X_cal - mu) / sd).astype(np.float32))
+    prior = Yt.mean(0).clamp(1e-4, 1 - 1e-4)
+    best = None
+    for lam in penalties:
+        W = torch.zeros(Xt.shape[1], Yt.shape[1], requires_grad=True)
+        b = torch.logit(prior).clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([W, b], lr=1, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(Xt @ W + b, Yt) + 0.5 * lam * (W ** 2).sum() / Yt.shape[1]
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            auc = macro_auc(Y_cal, torch.sigmoid(Xc @ W + b).numpy())
+        if best is None or auc > best[0]:
+            best = (auc, lam, W.detach().clone(), b.detach().clone())
+    auc, lam, W, b = best
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.sigmoid(torch.from_numpy(((X - mu) / sd).astype(np.float32)) @ W + b).numpy()
+
+    return predict, {"penalty": lam, "cal_macro_auc": auc, "features": int(X_tr.shape[1])}
+
+
+def prepare(region, sdm_path: Path, seed: int = 0, log=print) -> dict:
+    """PA surveys (the SDM's split), their SDM features and the SDM's own probabilities."""
+    model, norm, ck = load_sdm(sdm_path)
+    data = region_samples(region, seed=seed, use_po=True, with_inputs=False)
+    if not np.array_equal(np.asarray(ck["species_ids"]), data.species_ids):
+        raise ValueError(f"{sdm_path} was trained on another species list than this region's")
+    pa = data.subset(~data.is_po)
+    t = time.perf_counter()
+    inputs = extract_inputs(region, pa.x, pa.y, s2_size=model.config.patch_size)
+    feats = sdm_features(model, norm, inputs)
+    with torch.no_grad():
+        own = torch.sigmoid(model.head(torch.from_numpy(feats))).numpy() if not model.config.extra_features else None
+    log(f"deep-SDM features {feats.shape} of {len(pa)} PA surveys in {time.perf_counter() - t:.1f} s")
+    return {"pa": pa, "sdm": feats, "own": own, "alpha": ck["thresholds"]["alpha"]}
+
+
+@torch.no_grad()
+def botaclip_features(region, model: BotaCLIP, x: np.ndarray, y: np.ndarray) -> dict:
+    """Frozen features h [N, F], their frozen projection h0 [N, D] and the embedding e [N, D]."""
+    hs = []
+    for i in range(0, len(x), 1024):
+        s2 = region.extract_s2(x[i:i + 1024], y[i:i + 1024], size=model.patch_size)
+        hs.append(encode(model.encoder, model.norm, s2))
+    h = torch.cat(hs)
+    return {"frozen": h.numpy(), "frozen_proj": model.frozen_projection(h).numpy(),
+            "botaclip": model.embed_features(h).numpy()}
+
+
+def _row(name: str, prep: dict, prob: np.ndarray, fit: dict | None = None) -> dict:
+    pa = prep["pa"]
+    cal, te = pa.split == CAL, pa.split == TEST
+    t_f1 = conformal.f1_optimal_threshold(pa.labels[cal], prob[cal])
+    row = {"model": name, **evaluate(pa.labels[te], prob[te], t_f1, pa.p_true[te]), "f1_threshold": t_f1}
+    if fit:
+        row.update({"features": fit["features"], "penalty": fit["penalty"], "cal_macro_auc": fit["cal_macro_auc"]})
+    return row
+
+
+def compare_rows(prep: dict, feats: dict, log=print) -> list[dict]:
+    """The comparison table rows for one BotaCLIP (``feats`` from ``botaclip_features``)."""
+    pa = prep["pa"]
+    tr, cal = pa.split == TRAIN, pa.split == CAL
+    sets = [
+        ("linear head: SDM features", [prep["sdm"]]),
+        ("linear head: SDM features + BotaCLIP", [prep["sdm"], feats["botaclip"]]),
+        ("linear head: SDM features + frozen EO features (control)", [prep["sdm"], feats["frozen"]]),
+        ("linear head: BotaCLIP embedding alone", [feats["botaclip"]]),
+        ("linear head: frozen EO projection alone (same dim)", [feats["frozen_proj"]]),
+        ("linear head: frozen EO features alone", [feats["frozen"]]),
+    ]
+    rows = []
+    if prep["own"] is not None:
+        rows.append(_row("deep-SDM as trained (own head, PA + PO)", prep, prep["own"]))
+    for name, parts in sets:
+        X = np.concatenate(parts, 1).astype(np.float32)
+        t = time.perf_counter()
+        predict, fit = fit_linear_head(X[tr], pa.labels[tr], X[cal], pa.labels[cal])
+        rows.append(_row(name, prep, predict(X), fit))
+        log(f"  {name}: {X.shape[1]} features, TEST macro AUC {rows[-1]['macro_auc']:.4f} "
+            f"({time.perf_counter() - t:.1f} s)")
+    rows.append(_row("truth (upper bound)", prep, pa.p_true))
+    return rows
+
+
+def compare_with_embeddings(region, sdm_path: Path, botaclip, seed: int = 0, log=print) -> list[dict]:
+    """Deep-SDM features with and without the BotaCLIP embedding (and baselines) on TEST surveys."""
+    model = botaclip if isinstance(botaclip, BotaCLIP) else load_botaclip(botaclip)
+    prep = prepare(region, sdm_path, seed, log)
+    pa = prep["pa"]
+    if not np.array_equal(np.asarray(model.species_ids), pa.species_ids):
+        raise ValueError("the BotaCLIP checkpoint was trained on another species list than this region's")
+    return compare_rows(prep, botaclip_features(region, model, pa.x, pa.y), log)
+
+
+def time_metatile(region, model: BotaCLIP, step: int = 1, tile=None) -> dict:
+    """Seconds for the embeddings of one whole meta-tile (and the PCA colours), on this process's threads."""
+    from .embed import metatile_embeddings, pca_rgb
+
+    tile = tile or next(iter(region.grid.metatiles()))
+    t = time.perf_counter()
+    emb = metatile_embeddings(region, tile, model, step=step)
+    t_emb = time.perf_counter() - t
+    t = time.perf_counter()
+    pca_rgb(emb, model.pca_colours)
+    return {"tile": tile.id, "step": step, "shape": list(emb.shape), "embed_seconds": round(t_emb, 2),
+            "pca_rgb_seconds": round(time.perf_counter() - t, 2), "threads": torch.get_num_threads()}
+
+
+def format_table(rows: list[dict]) -> str:
+    head = "| features | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    lines = [head, "|---" * (len(COLUMNS) + 1) + "|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | " + " | ".join(f"{r[k]:.3f}" for k, _ in COLUMNS) + " |")
+    return "\n".join(lines)

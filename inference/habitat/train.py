@@ -1,0 +1,319 @@
+"""Train Pl@ntBERT on a generated region: stage 1 masked-species pretraining, stage 2 EUNIS level-3
+classification initialised from the stage-1 encoder.
+
+Training corpus (:func:`training_corpus`, see :mod:`inference.habitat.corpus`): ``n_plots``
+truth-sampled plots at TRAIN-block cells, plus optionally ``sdm_lists`` deep-SDM predicted lists
+(top ``top_n`` by predicted probability) at other TRAIN-block cells, so that the classifier also
+sees the input it gets in production. Model selection: the stage-2 epoch with the best accuracy on
+CAL-block plots (and CAL SDM lists when mixed in). Deterministic for ``seed`` (up to torch's CPU
+kernels), so :mod:`inference.habitat.evaluate` rebuilds the same corpus for the baselines.
+
+Stage 1 masks 15 % of the species tokens of each list (BERT's 80 / 10 / 10 rule: ``[MASK]``, a
+random species, unchanged) and trains ``BertForMaskedLM`` to recover them. Stage 2 copies its
+embeddings and layers into ``BertForSequenceClassification`` and trains with cross-entropy on the
+level-3 labels. Batches group lists of similar length (each padded to its longest list only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from inference.sdm.dataset import CAL, TRAIN
+
+from . import corpus as C
+from .plantbert import (MASK, N_SPECIAL, PAD, PlantBert, Vocab, bert_kwargs, build_classifier, build_mlm,
+                        model_inputs)
+
+DEFAULT_LR = {"demo": 1e-3, "paper": 1e-4}
+
+
+@dataclass
+class PlantBertConfig:
+    size: str = "demo"  # demo | paper
+    n_plots: int = 40_000  # truth-sampled training plots (TRAIN blocks)
+    sdm_lists: int = 0  # deep-SDM predicted lists from TRAIN blocks mixed in (needs an SDM checkpoint)
+    n_val: int = 2_000  # CAL-block plots for model selection (and as many SDM lists when mixed in)
+    top_n: int = 100  # longest input list
+    mlm_epochs: int = 2
+    cls_epochs: int = 4
+    lr: float | None = None  # default per size: 1e-3 demo, 1e-4 paper
+    batch_size: int = 128
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of the steps of a stage with a linear warm-up
+    mask_prob: float = 0.15
+    truncate_prob: float = 0.0  # stage 2: chance of cutting a training list to a random shorter length
+    area_m2: tuple[float, float] = (50.0, 500.0)  # plot area range (log-uniform)
+    cover_sigma: float = 0.5  # lognormal noise of the cover proxy
+    seed: int = 0
+    model_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.size not in DEFAULT_LR:
+            raise ValueError(f"unknown Pl@ntBERT size {self.size!r}: use demo or paper")
+        if self.top_n < 1 or self.n_plots < 1:
+            raise ValueError("top_n and n_plots must be positive")
+        self.area_m2 = tuple(self.area_m2)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr or DEFAULT_LR[self.size]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PlantBertConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def training_corpus(region, config: PlantBertConfig, sdm=None, log=print, cells=None) -> tuple[C.Lists, C.Lists]:
+    """(train, validation) labelled lists; ``sdm`` is ``corpus.load_sdm_runner(path)`` or None."""
+    cells = cells or C.RegionCells(region, config.seed)
+    kw = dict(area_m2=config.area_m2, cover_sigma=config.cover_sigma, max_len=config.top_n)
+    train = C.sample_plots(region, config.n_plots, TRAIN, config.seed, cells, "train-plots", **kw)
+    val = C.sample_plots(region, config.n_val, CAL, config.seed, cells, "val-plots", **kw)
+    if config.sdm_lists:
+        if sdm is None:
+            raise ValueError("sdm_lists > 0 needs an SDM checkpoint")
+        vocab = Vocab.from_region(region)
+        log(f"deep-SDM lists at {config.sdm_lists} TRAIN and {config.n_val} CAL cells...")
+        x, y, lab = C.sample_cells(region, config.sdm_lists, TRAIN, config.seed, cells, "train-sdm")
+        train = C.concat([train, C.sdm_lists(region, sdm, vocab, x, y, lab, config.top_n)])
+        x, y, lab = C.sample_cells(region, config.n_val, CAL, config.seed, cells, "val-sdm")
+        val = C.concat([val, C.sdm_lists(region, sdm, vocab, x, y, lab, config.top_n)])
+    return train, val
+
+
+# ---------------------------------------------------------------------------------------------
+# batching
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
+    """Shuffled batches of lists of similar length: shuffle, sort within pools of ``pool`` batches,
+    cut, shuffle the batches."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    span = batch_size * pool
+    for i in range(0, len(order), span):
+        chunk = order[i:i + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
+def mask_tokens(ids: torch.Tensor, vocab_size: int, prob: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking of the species tokens of ``ids`` [B, L]: (masked ids, labels with -100 elsewhere)."""
+    species = ids >= N_SPECIAL
+    sel = (torch.rand(ids.shape, generator=gen) < prob) & species
+    # at least one masked species per list, so that every list teaches something
+    none = ~sel.any(1) & species.any(1)
+    if none.any():
+        r = torch.rand(ids.shape, generator=gen).masked_fill(~species, -1.0)
+        pick = r.argmax(1)
+        rows = none.nonzero()[:, 0]
+        sel[rows, pick[rows]] = True
+    labels = torch.where(sel, ids, torch.full_like(ids, -100))
+    u = torch.rand(ids.shape, generator=gen)
+    out = ids.clone()
+    out[sel & (u < 0.8)] = MASK
+    rnd = sel & (u >= 0.8) & (u < 0.9)
+    out[rnd] = torch.randint(N_SPECIAL, vocab_size, (int(rnd.sum()),), generator=gen)
+    return out, labels
+
+
+def _random_truncate(tokens: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
+    if prob <= 0:
+        return tokens
+    tokens = tokens.copy()
+    lens = (tokens != PAD).sum(1)
+    cut = rng.random(len(tokens)) < prob
+    new = np.maximum(1, np.ceil(rng.random(len(tokens)) * lens)).astype(np.int64)
+    cols = np.arange(tokens.shape[1])[None, :]
+    tokens[cut[:, None] & (cols >= new[:, None])] = PAD
+    return tokens
+
+
+def _scheduler(opt, n_steps: int, warmup: float):
+    w = max(1, int(warmup * n_steps))
+
+    def factor(step: int) -> float:  # linear warm-up, then linear decay to 0
+        if step < w:
+            return (step + 1) / w
+        return max(0.0, (n_steps - step) / max(1, n_steps - w))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _optimizer(model, config: PlantBertConfig):
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "LayerNorm" in n else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+
+
+def accuracy(pb: PlantBert, lists: C.Lists, batch_size: int = 512) -> float:
+    if len(lists) == 0:
+        return float("nan")
+    idx, _ = pb.predict(lists.tokens, batch_size)
+    return float((idx == lists.label).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], config: PlantBertConfig,
+                 log=print) -> tuple[PlantBert, dict]:
+    """Stage 1 and stage 2 on given corpora; returns the best stage-2 model and the history."""
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    kw = bert_kwargs(config.size, len(vocab), config.top_n, len(labels), **config.model_overrides)
+    tokens = train.tokens
+    lengths = (tokens != PAD).sum(1)
+    if (lengths == 0).any():
+        raise ValueError("the training corpus holds empty species lists")
+    history: dict = {"mlm": [], "cls": []}
+    timings: dict = {}
+
+    # ---- stage 1: masked species
+    t0 = time.perf_counter()
+    mlm = build_mlm(kw)
+    if config.mlm_epochs > 0:
+        opt = _optimizer(mlm, config)
+        n_steps = config.mlm_epochs * math.ceil(len(tokens) / config.batch_size)
+        sched = _scheduler(opt, n_steps, config.warmup)
+        for epoch in range(config.mlm_epochs):
+            mlm.train()
+            total, count, correct = 0.0, 0, 0
+            for b in length_batches(lengths, config.batch_size, rng):
+                ids, mask = model_inputs(tokens[b])
+                masked, lab = mask_tokens(ids, len(vocab), config.mask_prob, gen)
+                out = mlm(input_ids=masked, attention_mask=mask)
+                loss = F.cross_entropy(out.logits.view(-1, out.logits.shape[-1]), lab.view(-1), ignore_index=-100)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(mlm.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                m = lab != -100
+                n = int(m.sum())
+                total += float(loss.detach()) * n
+                count += n
+                correct += int((out.logits.detach().argmax(-1)[m] == lab[m]).sum())
+            rec = {"epoch": epoch + 1, "loss": total / max(count, 1), "masked_accuracy": correct / max(count, 1),
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            history["mlm"].append(rec)
+            log(f"stage 1 epoch {epoch + 1}/{config.mlm_epochs}: masked-species loss {rec['loss']:.3f}, "
+                f"accuracy {rec['masked_accuracy']:.3f} ({rec['seconds']} s)")
+    timings["stage1_seconds"] = round(time.perf_counter() - t0, 1)
+
+    # ---- stage 2: level-3 classification from the stage-1 encoder
+    t0 = time.perf_counter()
+    clf = build_classifier(kw, encoder_from=mlm if config.mlm_epochs > 0 else None)
+    del mlm
+    pb = PlantBert(clf, vocab, labels, config.top_n, config.size, kw)
+    y = torch.from_numpy(train.label.astype(np.int64))
+    opt = _optimizer(clf, config)
+    n_steps = max(1, config.cls_epochs * math.ceil(len(tokens) / config.batch_size))
+    sched = _scheduler(opt, n_steps, config.warmup)
+    best = (-1.0, None, 0)
+    for epoch in range(config.cls_epochs):
+        clf.train()
+        total, count, correct = 0.0, 0, 0
+        toks = _random_truncate(tokens, config.truncate_prob, rng)
+        lens = (toks != PAD).sum(1)
+        for b in length_batches(lens, config.batch_size, rng):
+            ids, mask = model_inputs(toks[b])
+            logits = clf(input_ids=ids, attention_mask=mask).logits
+            loss = F.cross_entropy(logits, y[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(b)
+            count += len(b)
+            correct += int((logits.detach().argmax(1) == y[b]).sum())
+        clf.eval()
+        val_acc = accuracy(pb, val)
+        rec = {"epoch": epoch + 1, "loss": total / max(count, 1), "train_accuracy": correct / max(count, 1),
+               "val_accuracy": val_acc, "seconds": round(time.perf_counter() - t0, 1)}
+        if val.source == "mix":
+            for src in ("plots", "sdm"):
+                part = _part(val, src)
+                if part is not None:
+                    rec[f"val_accuracy_{src}"] = accuracy(pb, part)
+        history["cls"].append(rec)
+        log(f"stage 2 epoch {epoch + 1}/{config.cls_epochs}: loss {rec['loss']:.3f}, train accuracy "
+            f"{rec['train_accuracy']:.3f}, CAL accuracy {val_acc:.3f} ({rec['seconds']} s)")
+        if val_acc > best[0]:
+            best = (val_acc, {k: v.detach().clone() for k, v in clf.state_dict().items()}, epoch + 1)
+    if best[1] is not None:
+        clf.load_state_dict(best[1])
+    clf.eval()
+    timings["stage2_seconds"] = round(time.perf_counter() - t0, 1)
+    return pb, {"history": history, "best_epoch": best[2], "val_accuracy": best[0], **timings}
+
+
+def _part(lists: C.Lists, source: str) -> C.Lists | None:
+    m = lists.origin == source
+    return lists.subset(m) if m.any() else None
+
+
+def train_plantbert(region, out_path, config: PlantBertConfig | None = None, sdm_checkpoint=None,
+                    log=print) -> dict:
+    """Build the corpus, train both stages, save ``out_path`` (``plantbert.pt``) and its report
+    (``plantbert.json``) atomically; returns the report."""
+    config = config or PlantBertConfig()
+    out_path = Path(out_path)
+    t_all = time.perf_counter()
+    sdm = C.load_sdm_runner(sdm_checkpoint) if (sdm_checkpoint and config.sdm_lists) else None
+    if config.sdm_lists and sdm is None:
+        raise ValueError("sdm_lists > 0 needs an SDM checkpoint (sdm_checkpoint=...)")
+    t0 = time.perf_counter()
+    cells = C.RegionCells(region, config.seed)
+    train, val = training_corpus(region, config, sdm, log, cells)
+    corpus_s = round(time.perf_counter() - t0, 1)
+    vocab = Vocab.from_region(region)
+    labels = list(region.meta["habitat_codes"])
+    counts = np.bincount(train.label, minlength=len(labels))
+    log(f"corpus: {len(train)} training lists ({config.n_plots} plots + {config.sdm_lists} SDM lists), "
+        f"{len(val)} validation lists, {int((counts > 0).sum())}/{len(labels)} habitats seen, "
+        f"median length {int(np.median(train.lengths))} ({corpus_s} s)")
+    pb, rep = train_stages(train, val, vocab, labels, config, log)
+    report = {
+        "size": config.size, "n_train": len(train), "n_val": len(val), "n_species": vocab.n_species,
+        "n_labels": len(labels), "labels_seen": int((counts > 0).sum()),
+        "majority_val_accuracy": float((val.label == np.argmax(counts)).mean()),
+        "median_list_length": float(np.median(train.lengths)), "corpus_seconds": corpus_s,
+        "parameters": int(sum(p.numel() for p in pb.model.parameters())),
+        **rep, "train_seconds": round(time.perf_counter() - t_all, 1),
+        "sdm_checkpoint": str(sdm_checkpoint) if sdm_checkpoint else None,
+        "label_counts": {c: int(n) for c, n in zip(labels, counts) if n},
+    }
+    pb.meta = {"region": str(getattr(region, "path", "")), "seed": config.seed}
+    pb.save(out_path, asdict(config), report)
+    _write_json_atomic(out_path.with_suffix(".json"), report)
+    log(f"Pl@ntBERT saved to {out_path} (best CAL accuracy {rep['val_accuracy']:.3f}, "
+        f"{report['train_seconds']} s)")
+    return report
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, default=float)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,180 @@
+"""Pl@ntBERT (inference.habitat) on the tiny generated region: hierarchy, learning, meta-tile
+inference with deduplication, TSV input, checkpoints and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inference.data import eunis
+from inference.data.readers import write_plantbert_observations
+from inference.habitat import corpus as C
+from inference.habitat.infer import classify_metatile, classify_tsv, level_index, unique_rows
+from inference.habitat.plantbert import (PAD, UNK, PlantBert, Vocab, bert_kwargs, build_classifier,
+                                         level_codes, load_plantbert)
+from inference.habitat.train import PlantBertConfig, train_plantbert
+
+TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+@pytest.fixture(scope="module")
+def region(tiny_region):
+    from inference.data.region import load_region
+
+    return load_region(tiny_region)
+
+
+@pytest.fixture(scope="module")
+def random_bert(region) -> PlantBert:
+    """An untrained Pl@ntBERT over the region's vocabulary and habitats (for plumbing tests)."""
+    torch.manual_seed(0)
+    vocab = Vocab.from_region(region)
+    labels = list(region.meta["habitat_codes"])
+    kw = bert_kwargs("demo", len(vocab), 30, len(labels), **TINY_BERT)
+    return PlantBert(build_classifier(kw), vocab, labels, top_n=30, kwargs=kw)
+
+
+@pytest.fixture(scope="module")
+def window_probs(region):
+    tile = next(region.grid.metatiles())
+    return region.true_probability(tile)[:, 200:260, 180:240]  # [S, 60, 60]
+
+
+def test_label_hierarchy(region, random_bert):
+    labels = random_bert.labels
+    assert labels == [h.code for h in region.habitat_types]
+    for lvl in (1, 2, 3):
+        assert level_codes(labels, lvl) == [eunis.at_level(c, lvl) for c in labels]
+    for c in labels:
+        assert eunis.code_level(c) == 3
+        assert eunis.ancestors(c) == [eunis.at_level(c, 2), eunis.at_level(c, 1)]
+    idx = np.array([[0, 5], [-1, len(labels) - 1]])
+    for lvl in (1, 2, 3):
+        codes = random_bert.codes(idx, lvl)
+        assert codes[1, 0] == ""
+        assert codes[0, 1] == eunis.at_level(labels[5], lvl)
+        li, table = level_index(idx, labels, lvl)
+        assert li[1, 0] == -1 and table[li[0, 1]] == codes[0, 1]
+    with pytest.raises(ValueError, match="level-3"):
+        PlantBert(random_bert.model, random_bert.vocab, ["R2"], 10)
+
+
+def test_plots_come_from_train_blocks(region):
+    cells = C.RegionCells(region, seed=0)
+    pl = C.sample_plots(region, 300, C.TRAIN, seed=0, cells=cells)
+    assert len(pl) == 300 and (pl.lengths > 0).all()
+    splits = C.block_splits(region, 0)
+    from inference.sdm.dataset import spatial_blocks
+
+    assert all(splits[int(b)] == C.TRAIN for b in spatial_blocks(pl.x, pl.y))
+    # species ordered by a cover proxy: no duplicates, PAD only at the end
+    for row in pl.tokens[:50]:
+        n = int((row != PAD).sum())
+        assert (row[:n] != PAD).all() and len(set(row[:n].tolist())) == n
+    again = C.sample_plots(region, 300, C.TRAIN, seed=0, cells=cells)
+    assert np.array_equal(pl.tokens, again.tokens)  # deterministic
+
+
+def test_dedup_equals_no_dedup(random_bert, window_probs):
+    for threshold in (None, 0.2):
+        a = classify_metatile(random_bert, window_probs, threshold=threshold, dedup=True, batch_size=256)
+        b = classify_metatile(random_bert, torch.from_numpy(window_probs), threshold=threshold, dedup=False,
+                              batch_size=256)
+        assert a.index.shape == (60, 60)
+        assert np.array_equal(a.index, b.index)
+        np.testing.assert_allclose(a.probability, b.probability, rtol=0, atol=1e-5)
+        assert b.stats["model_lists"] == b.stats["cells_with_list"]
+    assert a.stats["dedup_ratio"] > 1.5  # thresholded assemblages repeat between neighbours
+    assert a.stats["model_lists"] < b.stats["model_lists"]
+    # the threshold is applied: every listed species is at or above it
+    toks = C.probability_tokens(window_probs.reshape(window_probs.shape[0], -1).T, 30, 0.2)
+    u, inv = unique_rows(toks)
+    assert np.array_equal(u[inv], toks)
+
+
+def test_metatile_input_errors(random_bert, window_probs):
+    with pytest.raises(ValueError, match=r"\[S, H, W\]"):
+        classify_metatile(random_bert, window_probs[0])
+    with pytest.raises(ValueError, match="species_ids"):
+        classify_metatile(random_bert, window_probs[:5])
+    with pytest.raises(ValueError, match="top_n"):
+        classify_metatile(random_bert, window_probs, top_n=500)
+    # planes in another species order, mapped by id: same answer as the vocabulary order
+    perm = np.random.default_rng(0).permutation(window_probs.shape[0])
+    ids = np.asarray(random_bert.vocab.species_ids)[perm]
+    a = classify_metatile(random_bert, window_probs[:, :10, :10])
+    b = classify_metatile(random_bert, window_probs[perm, :10, :10], species_ids=ids)
+    assert np.array_equal(a.index, b.index)
+    # everything below the threshold: no list, class -1
+    empty = classify_metatile(random_bert, window_probs[:, :4, :4], threshold=2.0)
+    assert (empty.index == -1).all() and (empty.probability == 0).all() and (empty.codes(1) == "").all()
+
+
+def test_tsv_known_and_unknown_names(tmp_path, random_bert):
+    names = list(random_bert.vocab.names)
+    path = tmp_path / "obs.tsv"
+    write_plantbert_observations(path, [names[:5], [names[3], "Nonexistia fantastica", names[7].upper()], names[10:11]])
+    res = classify_tsv(random_bert, path)
+    assert len(res) == 3
+    assert res[0]["unknown"] == [] and res[2]["unknown"] == []
+    assert res[1]["unknown"] == ["Nonexistia fantastica"]  # case and spacing do not matter for known names
+    toks, unk = random_bert.vocab.encode_names([names[3], "Nonexistia fantastica"])
+    assert toks[1] == UNK and unk == ["Nonexistia fantastica"]
+    for r in res:
+        assert r["level3"] in random_bert.labels
+        assert r["level2"] == eunis.at_level(r["level3"], 2) and r["level1"] == eunis.at_level(r["level3"], 1)
+        assert 0 < r["probability"] <= 1
+
+
+def test_errors(tmp_path, random_bert):
+    with pytest.raises(ValueError, match="empty species list"):
+        random_bert.predict(np.array([[7, 8, PAD], [PAD, PAD, PAD]], np.int32))
+    from inference.habitat.infer import classify_names
+
+    with pytest.raises(ValueError, match="non-empty"):
+        classify_names(random_bert, [["a"], []])
+    with pytest.raises(FileNotFoundError):
+        load_plantbert(tmp_path / "missing.pt")
+    other = tmp_path / "sdm.pt"
+    torch.save({"format": "geoflora-sdm", "state_dict": {}}, other)
+    with pytest.raises(ValueError, match="not a Pl@ntBERT checkpoint"):
+        load_plantbert(other)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not a Pl@ntBERT checkpoint"):
+        load_plantbert(text)
+    with pytest.raises(ValueError, match="size"):
+        PlantBertConfig(size="huge")
+
+
+def test_checkpoint_round_trip(tmp_path, random_bert, window_probs):
+    path = random_bert.save(tmp_path / "pb.pt", {"seed": 0})
+    loaded = load_plantbert(path)
+    assert loaded.labels == random_bert.labels and loaded.vocab == random_bert.vocab and loaded.top_n == 30
+    toks = C.probability_tokens(window_probs[:, :20, :20].reshape(window_probs.shape[0], -1).T, 30)
+    assert torch.equal(random_bert.logits(toks), loaded.logits(toks))
+    a = classify_metatile(random_bert, window_probs[:, :20, :20])
+    b = classify_metatile(loaded, window_probs[:, :20, :20])
+    assert np.array_equal(a.index, b.index) and np.array_equal(a.probability, b.probability)
+
+
+@pytest.mark.slow
+def test_plantbert_learns(tmp_path, region):
+    """Trained on tiny data, held-out (TEST blocks) level-3 accuracy clearly beats the majority class."""
+    torch.manual_seed(0)
+    config = PlantBertConfig(n_plots=3000, n_val=300, mlm_epochs=1, cls_epochs=6, top_n=30, lr=3e-3,
+                             batch_size=64, model_overrides=TINY_BERT)
+    out = tmp_path / "plantbert.pt"
+    report = train_plantbert(region, out, config, log=lambda *_: None)
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert report["history"]["mlm"] and len(report["history"]["cls"]) == 6
+    pb = load_plantbert(out)
+    test = C.sample_plots(region, 1000, C.TEST, seed=0, stream="test", max_len=30)
+    idx, prob = pb.predict(test.tokens)
+    acc = float((idx == test.label).mean())
+    majority = np.bincount(test.label).max() / len(test)
+    top = max(report["label_counts"], key=report["label_counts"].get)
+    train_majority = float((test.label == pb.labels.index(top)).mean())
+    assert acc > max(majority, train_majority) + 0.15, (acc, majority)
+    assert ((prob > 0) & (prob <= 1)).all()
