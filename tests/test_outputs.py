@@ -21,6 +21,7 @@ def _cogs(computed) -> list[Path]:
 
 
 def test_every_output_is_a_valid_cog_with_nodata_and_overviews(computed):
+    settings, _, run_id = computed
     cogs = _cogs(computed)
     assert cogs
     rio = shutil.which("rio", path=str(Path(__import__("sys").executable).parent))
@@ -37,7 +38,8 @@ def test_every_output_is_a_valid_cog_with_nodata_and_overviews(computed):
             assert src.overviews(1), "COG without overviews"
             left, bottom = src.bounds.left, src.bounds.bottom
             assert left % 25000 == 0 and bottom % 25000 == 0
-            assert cog.parent.name == MetaTile(int(left), int(bottom)).id
+            tile_dir = cog.relative_to(settings.data_dir / "runs" / run_id / "metatiles").parts[0]
+            assert tile_dir == MetaTile(int(left), int(bottom)).id
 
 
 def _read(computed, file_name, band=1):
@@ -109,6 +111,51 @@ def test_indicator_layers_match_a_direct_computation(computed, tiny_region, tiny
     _, got, _ = _read(computed, "indicator.richness")
     _, truth, _ = _read(computed, "truth.richness")
     assert not np.allclose(got, truth, rtol=0.01)
+
+
+def test_species_layers_hold_the_probabilities_of_species_present_somewhere(computed, tiny_region, tiny_sdm):
+    import json
+
+    from backend.db.models import Layer, Run
+    from inference.data.region import load_region
+    from inference.sdm.predict import per_patch_probabilities
+    from inference.sdm.train import load_sdm
+    from sqlalchemy import select
+
+    settings, sessions, run_id = computed
+    with sessions() as session:
+        t = session.get(Run, run_id).config["profile"]["threshold"]
+        layers = {lay.id: lay for lay in session.scalars(select(Layer).where(Layer.run_id == run_id))}
+    (manifest_path,) = (settings.data_dir / "runs" / run_id / "metatiles").glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    tile = MetaTile.from_id(manifest["tile"])
+    region = load_region(tiny_region)
+    model, norm, _ = load_sdm(tiny_sdm)
+    rng = np.random.default_rng(2)
+    rows, cols = rng.integers(0, 500, 48), rng.integers(0, 500, 48)
+    x, y = region.cell_centres(tile)
+    p = per_patch_probabilities(model, norm, region, x[rows, cols], y[rows, cols])
+    ids = [int(s) for s in region.species_ids]
+    assert manifest["species"], "no species layer written"
+    for sid in manifest["species"]:
+        path = manifest_path.parent / "species" / f"{sid}.tif"
+        assert manifest["files"][f"species/{sid}.tif"] == path.stat().st_size
+        with rasterio.open(path) as src:
+            codes = src.read(1)
+            assert src.scales == (1 / 250,) and src.nodata == 255
+        assert codes.max() >= t * 250 - 0.5  # written because it is in some cell's assemblage
+        got = codes[rows, cols] / 250
+        # quantisation (1/500) plus the meta-tile path's patch-border deviation (larger for the tiny
+        # 32 px model than for the demo model; see tests/sdm)
+        assert np.abs(got - p[:, ids.index(sid)]).mean() < 0.025
+        assert layers[f"species.{sid}"].species_id == sid
+        assert layers[f"species.{sid}.presence"].colormap == f"presence-{int(np.ceil(t * 250 - 1e-9)):03d}"
+    # Species in no assemblage anywhere get no file and no layer.
+    for sid in set(ids) - set(manifest["species"]):
+        assert f"species.{sid}" not in layers
+    # Bytes per cell of every layer together (the cascade issue's goal is 300 B).
+    per_cell = sum(manifest["files"].values()) / manifest["cells"]
+    assert per_cell < 300, per_cell
 
 
 def test_write_cog_is_atomic(tmp_path, monkeypatch):

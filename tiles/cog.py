@@ -89,6 +89,31 @@ def write_cog(
     return path
 
 
+def write_cog_band(path: Path, data: np.ndarray, *, transform: Affine, nodata: int | float, crs: str = "EPSG:3035",
+                   scale: float = 1.0, resampling: str = "average", blocksize: int = 256) -> Path:
+    """One-band COG through GDAL's own COG driver, atomically: the fast path for many small layers
+    (per-species probabilities), about twice as fast as :func:`write_cog` for a 500 x 500 band."""
+    if data.ndim != 2:
+        raise ValueError(f"write_cog_band takes one band [rows, cols], got shape {data.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    profile = dict(driver="COG", dtype=data.dtype.name, count=1, width=data.shape[1], height=data.shape[0],
+                   crs=crs, transform=transform, nodata=nodata, compress="DEFLATE",
+                   predictor=2 if data.dtype.kind in "iu" else 3, blocksize=blocksize,
+                   overview_resampling=resampling)
+    try:
+        with rasterio.Env(**GDAL_ENV), rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data, 1)
+            if scale != 1.0:
+                dst.scales = (scale,)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def is_valid_cog(path: Path) -> bool:
     valid, _errors, _warnings = cog_validate(str(path), quiet=True)
     return bool(valid)

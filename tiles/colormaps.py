@@ -13,7 +13,16 @@ CATEGORICAL: dict[str, dict[int, tuple[int, int, int, int]]] = {
              4: (252, 127, 63, 255), 5: (216, 30, 5, 255)},
 }
 
-COLORMAPS = _default_cmap.register(CATEGORICAL)
+# Species presence: uint8 probability codes (p x 250) at or above the run's threshold code drawn
+# green, the rest transparent. One map per possible threshold code (``presence-038`` ...).
+PROBABILITY_CODE_SCALE = 250
+PRESENCE_COLOR = (0, 128, 64, 230)
+PRESENCE: dict[str, dict[int, tuple[int, int, int, int]]] = {
+    f"presence-{t:03d}": {v: (PRESENCE_COLOR if t <= v <= PROBABILITY_CODE_SCALE else (0, 0, 0, 0)) for v in range(256)}
+    for t in range(PROBABILITY_CODE_SCALE + 1)
+}
+
+COLORMAPS = _default_cmap.register({**CATEGORICAL, **PRESENCE})
 _cmap = COLORMAPS
 
 

@@ -37,7 +37,7 @@ def build_vrt(path: Path, sources: list[Path]) -> Path:
             with rasterio.open(src_path) as src:
                 infos.append((src_path, src.bounds, src.width, src.height, src.res, src.count,
                               src.dtypes[0], src.nodata, src.crs, src.descriptions, src.colormap(1)
-                              if src.colorinterp[0].name == "palette" else None))
+                              if src.colorinterp[0].name == "palette" else None, src.scales))
     res = infos[0][4]
     crs: CRS = infos[0][8]
     left = min(i[1].left for i in infos)
@@ -47,7 +47,7 @@ def build_vrt(path: Path, sources: list[Path]) -> Path:
     width = int(round((right - left) / res[0]))
     height = int(round((top - bottom) / res[1]))
     count, dtype, nodata = infos[0][5], infos[0][6], infos[0][7]
-    descriptions, colormap = infos[0][9], infos[0][10]
+    descriptions, colormap, scales = infos[0][9], infos[0][10], infos[0][11]
     for info in infos[1:]:
         if info[4] != res or info[5] != count or info[6] != dtype or info[8] != crs:
             raise ValueError(f"{info[0]} does not match the grid, bands or dtype of {infos[0][0]}")
@@ -63,6 +63,8 @@ def build_vrt(path: Path, sources: list[Path]) -> Path:
             lines.append(f"    <Description>{escape(descriptions[b - 1])}</Description>")
         if nodata is not None:
             lines.append(f"    <NoDataValue>{nodata!r}</NoDataValue>")
+        if scales and scales[b - 1] != 1.0:  # e.g. uint8 codes of probabilities x 250
+            lines.append(f"    <Scale>{scales[b - 1]!r}</Scale>")
         if b == 1 and colormap:
             lines.append("    <ColorInterp>Palette</ColorInterp>")
             lines.append("    <ColorTable>")

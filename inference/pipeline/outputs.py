@@ -92,6 +92,11 @@ TRUE_RICHNESS = OutputSpec(
 
 OUTPUTS: list[OutputSpec] = [*INDICATORS, TRUE_RICHNESS]
 
+# Species layers are not in OUTPUTS: their number varies by meta-tile (only species in the
+# assemblage of some cell are written), so the run writes them from these two arrays.
+SPECIES_CODES = "species.codes"  # uint8 [S, rows, cols]: probability x 250
+SPECIES_PRESENT = "species.present"  # bool [S]: in the assemblage of at least one cell
+
 
 def files_of(specs: list[OutputSpec]) -> dict[str, list[OutputSpec]]:
     """Specs grouped by file, bands in order; checks that the bands of a file are 1..n, one dtype."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -20,10 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species, utcnow
 from backend.settings import Settings
 from inference.grid import MetaTile
-from inference.pipeline.outputs import OUTPUTS, TRUE_RICHNESS, OutputSpec, files_of
+from inference.pipeline.outputs import OUTPUTS, SPECIES_CODES, SPECIES_PRESENT, TRUE_RICHNESS, OutputSpec, files_of
 from inference.pipeline.stages import RunProfile, compute_metatile, models_for, run_profile
-from tiles.cog import GDAL_ENV, write_cog
-from tiles.colormaps import continuous_legend
+from tiles.cog import GDAL_ENV, write_cog, write_cog_band
+from tiles.colormaps import PROBABILITY_CODE_SCALE, continuous_legend
 from tiles.layout import metatile_cog, metatile_dir, mosaic_path, relative
 from tiles.mosaic import build_vrt
 
@@ -107,14 +108,32 @@ def _set_tile_status(sessions, run_id: str, tile_id: str, status: str, error: st
         )
 
 
+MANIFEST = "manifest.json"
+
+
+def read_manifest(settings: Settings, run_id: str, tile_id: str) -> dict | None:
+    """What a finished meta-tile wrote (file -> bytes, species ids), or None if it is not finished."""
+    path = metatile_dir(settings.data_dir, run_id, tile_id) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 def _outputs_exist(settings: Settings, run_id: str, tile_id: str, outputs: list[OutputSpec]) -> bool:
-    return all(metatile_cog(settings.data_dir, run_id, tile_id, name).is_file() for name in files_of(outputs))
+    manifest = read_manifest(settings, run_id, tile_id)
+    if manifest is None:
+        return False
+    folder = metatile_dir(settings.data_dir, run_id, tile_id)
+    listed = set(manifest["files"])
+    return ({f"{n}.tif" for n in files_of(outputs)} <= listed
+            and all((folder / name).is_file() for name in listed))
 
 
 def _remove_stale_temporaries(folder: Path) -> None:
     """Temporary files a killed process left behind (never visible as outputs: hidden, .tmp)."""
     if folder.is_dir():
-        for tmp in folder.glob(".*.tmp"):
+        for tmp in [*folder.glob(".*.tmp"), *folder.glob("species/.*.tmp")]:
             tmp.unlink(missing_ok=True)
 
 
@@ -126,8 +145,14 @@ def _band_stats(data: np.ndarray, nodata: float) -> tuple[float, float]:
 
 
 def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[str, np.ndarray],
-                  outputs: list[OutputSpec]) -> None:
-    """One COG per output file (its layers as bands), each written atomically."""
+                  outputs: list[OutputSpec], species_ids: np.ndarray | None = None, threads: int = 2) -> dict:
+    """One COG per output file (its layers as bands), one per species present in the tile, then
+    the manifest, last: a meta-tile is finished exactly when its manifest exists. Every file is
+    written atomically; GDAL releases the GIL, so the files are written by ``threads`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = metatile_dir(settings.data_dir, run_id, tile.id)
+    jobs: list[tuple[str, callable]] = []
     for name, specs in files_of(outputs).items():
         missing = [s.layer_id for s in specs if s.layer_id not in arrays]
         if missing:
@@ -138,15 +163,33 @@ def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[
             vmax, p99 = _band_stats(band, s.nodata)
             tags[f"GEOFLORA_MAX_B{s.band}"] = f"{vmax:.6g}"
             tags[f"GEOFLORA_P99_B{s.band}"] = f"{p99:.6g}"
-        write_cog(
-            metatile_cog(settings.data_dir, run_id, tile.id, name),
-            data,
-            transform=tile.transform(),
-            nodata=specs[0].nodata,
-            band_names=[s.layer_id for s in specs],
-            tags=tags,
-            resampling=specs[0].resampling,
-        )
+        jobs.append((f"{name}.tif", lambda name=name, data=data, specs=specs, tags=tags: write_cog(
+            metatile_cog(settings.data_dir, run_id, tile.id, name), data, transform=tile.transform(),
+            nodata=specs[0].nodata, band_names=[s.layer_id for s in specs], tags=tags,
+            resampling=specs[0].resampling)))
+    written_species: list[int] = []
+    if SPECIES_CODES in arrays and species_ids is not None:
+        codes, present = arrays[SPECIES_CODES], arrays[SPECIES_PRESENT]
+        for k in np.flatnonzero(present):
+            sid = int(species_ids[k])
+            written_species.append(sid)
+            jobs.append((f"species/{sid}.tif", lambda k=k, sid=sid: write_cog_band(
+                folder / "species" / f"{sid}.tif", codes[k], transform=tile.transform(), nodata=255,
+                scale=1.0 / PROBABILITY_CODE_SCALE)))
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        paths = dict(zip([name for name, _ in jobs], pool.map(lambda job: job[1](), jobs)))
+    manifest = {"tile": tile.id, "run": run_id, "files": {name: p.stat().st_size for name, p in paths.items()},
+                "species": written_species, "cells": int(tile_cells())}
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest))
+    os.replace(tmp, folder / MANIFEST)
+    return manifest
+
+
+def tile_cells() -> int:
+    from inference.grid import CELLS_PER_METATILE
+
+    return CELLS_PER_METATILE * CELLS_PER_METATILE
 
 
 def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id: str, tile_id: str) -> str:
@@ -174,7 +217,8 @@ def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id
         tile = MetaTile.from_id(tile_id)
         models = models_for(Path(config["sdm_checkpoint"]), settings.device)
         arrays = compute_metatile(region, tile, models, RunProfile.from_dict(config["profile"]))
-        write_outputs(settings, run_id, tile, arrays, outputs)
+        (metatile_dir(settings.data_dir, run_id, tile_id) / MANIFEST).unlink(missing_ok=True)
+        write_outputs(settings, run_id, tile, arrays, outputs, species_ids=models.species_ids)
     except Exception as exc:
         _set_tile_status(sessions, run_id, tile_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -222,6 +266,43 @@ def _register_layers(session: Session, settings: Settings, run_id: str, name: st
                                                                          spec.units),
             )
         )
+
+
+def _register_species_layers(session: Session, settings: Settings, run_id: str, tile_ids: list[str], region,
+                             threshold: float) -> None:
+    """Probability and presence layers of every species in the assemblage of some cell of the run."""
+    from tiles.colormaps import PRESENCE_COLOR, hex_color
+
+    tiles_of: dict[int, list[Path]] = {}
+    for tile_id in tile_ids:
+        manifest = read_manifest(settings, run_id, tile_id) or {"species": []}
+        for sid in manifest["species"]:
+            tiles_of.setdefault(int(sid), []).append(metatile_dir(settings.data_dir, run_id, tile_id) / "species"
+                                                     / f"{sid}.tif")
+    names = {int(sp.id): sp.name for sp in region.species}
+    t_code = min(PROBABILITY_CODE_SCALE, max(1, math.ceil(threshold * PROBABILITY_CODE_SCALE - 1e-9)))
+    presence_legend = {"type": "categorical", "items": [
+        {"value": 1, "label": f"present (probability >= {threshold:.3g}, the conformal threshold)",
+         "color": hex_color(PRESENCE_COLOR)}]}
+    prob_legend = continuous_legend("ylgn", 0.0, 1.0, "probability")
+    rows = []
+    for sid, cogs in sorted(tiles_of.items()):
+        vrt = build_vrt(mosaic_path(settings.data_dir, run_id, f"species/{sid}"), cogs)
+        path = relative(settings.data_dir, vrt)
+        name = names.get(sid, f"species {sid}")
+        rows.append(dict(run_id=run_id, id=f"species.{sid}", kind="species", title=name, species_id=sid,
+                         description=(f"Calibrated probability that {name} is present in a 100 m2 plot of the "
+                                      f"50 m cell (deep-SDM)."),
+                         units="probability", path=path, band=1, colormap="ylgn", rescale_min=0.0,
+                         rescale_max=float(PROBABILITY_CODE_SCALE), legend=prob_legend))
+        rows.append(dict(run_id=run_id, id=f"species.{sid}.presence", kind="species-presence",
+                         title=f"{name} (predicted presence)", species_id=sid,
+                         description=(f"Cells whose assemblage contains {name}: probability at or above the "
+                                      f"conformal threshold {threshold:.3g}."),
+                         units=None, path=path, band=1, colormap=f"presence-{t_code:03d}", rescale_min=None,
+                         rescale_max=None, legend=presence_legend))
+    if rows:
+        session.execute(Layer.__table__.insert(), rows)  # one bulk insert (a run registers thousands)
 
 
 def species_row(sp) -> Species:
@@ -275,6 +356,7 @@ def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: st
         for name, specs in files_of(_run_outputs(config)).items():
             cogs = [metatile_cog(settings.data_dir, run_id, t, name) for t in tile_ids]
             _register_layers(session, settings, run_id, name, specs, cogs)
+        _register_species_layers(session, settings, run_id, tile_ids, region, float(config["profile"]["threshold"]))
         _register_flora(session, region)
         run = session.get(Run, run_id)
         run.status = "complete"

@@ -11,9 +11,10 @@ import torch
 
 from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
 from inference.indicators import SpeciesAttributes, compute_indicators, specialist_mask
-from inference.pipeline.outputs import TRUE_RICHNESS
+from inference.pipeline.outputs import SPECIES_CODES, SPECIES_PRESENT, TRUE_RICHNESS
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
 from inference.sdm.train import load_sdm
+from tiles.colormaps import PROBABILITY_CODE_SCALE
 
 
 @dataclass
@@ -104,7 +105,12 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
     _check_species(region, models)
     prob = models.sdm.probabilities(region, tile)  # [S, 500, 500], calibrated
     ind = compute_indicators(prob, species_attributes(region, profile), profile.threshold)
-    out = {}
+    out = {
+        # Servable species layers: probability codes p x 250 (uint8) of the species that are in the
+        # assemblage of at least one cell of the tile; the others are not written at all.
+        SPECIES_CODES: (prob * PROBABILITY_CODE_SCALE).round_().to(torch.uint8).cpu().numpy(),
+        SPECIES_PRESENT: (prob >= profile.threshold).flatten(1).any(1).cpu().numpy(),
+    }
     for key, value in ind.items():
         name, _, part = key.rpartition(".")
         if key == "status.most":
