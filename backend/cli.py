@@ -262,9 +262,86 @@ def train_traits_cmd(region_name, csv_path, out, size, epochs, no_clean, referen
     click.echo(f"trained in {report['train_seconds']:.0f} s; checkpoint: {out}")
 
 
+@train.command("plantbert")
+@click.option("--region", "region_name", default=None, help="Generated region to train on (default: demo).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Checkpoint path (default: data/models/<region>/plantbert.pt).")
+@click.option("--size", type=click.Choice(["demo", "paper"]), default="demo",
+              help="demo: 4 layers, hidden 128; paper: bert-base (12 layers, hidden 768).")
+@click.option("--epochs", type=click.IntRange(1, 1000), default=None, help="Stage-2 (classification) epochs.")
+@click.option("--mlm-epochs", type=click.IntRange(0, 1000), default=None, help="Stage-1 (masked species) epochs.")
+@click.option("--plots", "n_plots", type=click.IntRange(100, 10_000_000), default=None,
+              help="Truth-sampled training plots (TRAIN blocks).")
+@click.option("--sdm-lists", type=click.IntRange(0, 10_000_000), default=None,
+              help="Deep-SDM predicted lists (TRAIN blocks) mixed into training; needs the SDM checkpoint.")
+@click.option("--sdm", "sdm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="SDM checkpoint for --sdm-lists (default: data/models/<region>/sdm.pt).")
+@click.option("--top-n", type=click.IntRange(1, 510), default=None, help="Longest species list (default 100).")
+@click.option("--lr", type=float, default=None, help="Learning rate (default per size).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
+@click.option("--seed", type=int, default=0, help="Must be the deep-SDM's seed (same block split).")
+def train_plantbert_cmd(region_name, out, size, epochs, mlm_epochs, n_plots, sdm_lists, sdm_path, top_n, lr,
+                        batch_size, seed) -> None:
+    """Pl@ntBERT: masked-species pretraining, then EUNIS level-3 classification of species lists."""
+    import json
+
+    from inference.data.region import load_region
+    from inference.habitat.train import PlantBertConfig, train_plantbert
+
+    settings = get_settings()
+    name = region_name or settings.demo_region
+    region = load_region(_existing_region(settings, name))
+    config = PlantBertConfig(size=size, seed=seed, lr=lr)
+    for key, value in (("cls_epochs", epochs), ("mlm_epochs", mlm_epochs), ("n_plots", n_plots),
+                       ("sdm_lists", sdm_lists), ("top_n", top_n), ("batch_size", batch_size)):
+        if value is not None:
+            setattr(config, key, value)
+    sdm_path = sdm_path or settings.sdm_checkpoint(name)
+    if config.sdm_lists and not sdm_path.is_file():
+        raise click.ClickException(f"--sdm-lists needs an SDM checkpoint, none at {sdm_path}")
+    out = out or settings.plantbert_checkpoint(name)
+    report = train_plantbert(region, out, config, sdm_checkpoint=sdm_path if config.sdm_lists else None,
+                             log=click.echo)
+    click.echo(json.dumps({k: v for k, v in report.items() if k not in ("history", "label_counts")}, indent=2,
+                          default=float))
+    click.echo(f"checkpoint: {out}")
+
+
 @main.group()
 def evaluate() -> None:
     """Evaluate models against baselines and the truth."""
+
+
+@evaluate.command("plantbert")
+@click.option("--region", "region_name", default=None, help="Generated region (default: demo).")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Pl@ntBERT checkpoint (default: data/models/<region>/plantbert.pt).")
+@click.option("--sdm", "sdm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Deep-SDM checkpoint for the SDM-list rows (default: data/models/<region>/sdm.pt if present).")
+@click.option("--no-sdm", is_flag=True, help="Skip the SDM-list rows.")
+@click.option("--n-test", type=click.IntRange(10, 1_000_000), default=5000, help="Held-out TEST-block cells.")
+def evaluate_plantbert_cmd(region_name, model_path, sdm_path, no_sdm, n_test) -> None:
+    """Pl@ntBERT vs MLP vs dominant-species rule: accuracy at EUNIS levels 1/2/3, top 50 and 100."""
+    from inference.data.region import load_region
+    from inference.habitat.evaluate import evaluate_plantbert, format_table
+
+    settings = get_settings()
+    name = region_name or settings.demo_region
+    region = load_region(_existing_region(settings, name))
+    model_path = model_path or settings.plantbert_checkpoint(name)
+    if not model_path.is_file():
+        raise click.ClickException(f"no Pl@ntBERT checkpoint at {model_path}: run `geoflora train plantbert --region {name}`")
+    if not no_sdm:
+        sdm_path = sdm_path or settings.sdm_checkpoint(name)
+        if not sdm_path.is_file():
+            click.echo(f"no SDM checkpoint at {sdm_path}: SDM-list rows skipped", err=True)
+            sdm_path = None
+    result = evaluate_plantbert(region, model_path, None if no_sdm else sdm_path, n_test=n_test, log=click.echo)
+    table = format_table(result["rows"])
+    (model_path.parent / "plantbert_comparison.md").write_text(table + "\n")
+    click.echo(table)
+    click.echo(f"Pl@ntBERT training {result['plantbert_train_seconds']} s, MLP training {result['mlp_seconds']} s, "
+               f"Pl@ntBERT {result['plantbert_lists_per_s']:.0f} lists/s")
 
 
 @evaluate.command("sdm")
@@ -300,7 +377,7 @@ def evaluate_botaclip_cmd(region_name, sdm_path, botaclip_path, seed) -> None:
     """Deep-SDM features with / without BotaCLIP embeddings (same linear head), and one meta-tile's timing."""
     import json
 
-    from inference.botaclip.evaluate import compare_with_embeddings, format_table, time_metatile
+    from inference.botaclip.evaluate import PROTOCOLS, compare_with_embeddings, format_table, time_metatile
     from inference.botaclip.train import load_botaclip
     from inference.data.region import load_region
 
@@ -313,13 +390,13 @@ def evaluate_botaclip_cmd(region_name, sdm_path, botaclip_path, seed) -> None:
         if not p.is_file():
             raise click.ClickException(f"no checkpoint at {p}: run `geoflora train {cmd} --region {name}`")
     model = load_botaclip(botaclip_path, settings.eo_encoder_path)
-    rows = compare_with_embeddings(region, sdm_path, model, seed=seed, log=click.echo)
+    tables = compare_with_embeddings(region, sdm_path, model, seed=seed, log=click.echo)
     timing = time_metatile(region, model)
-    table = format_table(rows)
-    (botaclip_path.parent / "botaclip_comparison.md").write_text(table + "\n")
+    text = "\n\n".join(f"{PROTOCOLS[p]}:\n\n{format_table(rows)}" for p, rows in tables.items())
+    (botaclip_path.parent / "botaclip_comparison.md").write_text(text + "\n")
     (botaclip_path.parent / "botaclip_comparison.json").write_text(
-        json.dumps({"rows": rows, "metatile": timing}, indent=2, default=float))
-    click.echo(table)
+        json.dumps({"tables": tables, "metatile": timing}, indent=2, default=float))
+    click.echo(text)
     click.echo(f"meta-tile embeddings: {timing}")
 
 
@@ -362,6 +439,41 @@ def evaluate_traits_cmd(region_name, sdm_path, grid_m, min_photos, folds, size, 
         click.echo(f"per photo (out of fold) vs true traits, {key}: " + "  ".join(
             f"{t} R2 {m['r2']:.3f}" for t, m in per.items()))
     click.echo(f"CWM maps from {report['cwm_source']}; timings {report['timings']}; report {js}")
+
+
+@main.group()
+def habitat() -> None:
+    """EUNIS habitats from species lists (Pl@ntBERT)."""
+
+
+@habitat.command("classify")
+@click.option("--tsv", "tsv_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="Pl@ntBERT input TSV: an `Observations` column of comma-separated species names.")
+@click.option("--region", "region_name", default=None, help="Region whose Pl@ntBERT to use (default: demo).")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Pl@ntBERT checkpoint (default: data/models/<region>/plantbert.pt).")
+@click.option("--top-n", type=click.IntRange(1, 510), default=None, help="Species used per list (default: the model's).")
+def habitat_classify_cmd(tsv_path, region_name, model_path, top_n) -> None:
+    """Print the EUNIS level-3, level-2 and level-1 habitat of every species list of a TSV."""
+    from inference.data.readers import DataFormatError
+    from inference.habitat.infer import classify_tsv
+    from inference.habitat.plantbert import load_plantbert
+
+    settings = get_settings()
+    name = region_name or settings.demo_region
+    model_path = model_path or settings.plantbert_checkpoint(name)
+    try:
+        pb = load_plantbert(model_path)
+        results = classify_tsv(pb, tsv_path, top_n)
+    except (FileNotFoundError, ValueError, DataFormatError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("line\tlevel3\tlevel2\tlevel1\tprobability\tunknown_species")
+    n_unknown = 0
+    for i, r in enumerate(results, 1):
+        n_unknown += len(r["unknown"])
+        click.echo(f"{i}\t{r['level3']}\t{r['level2']}\t{r['level1']}\t{r['probability']:.3f}\t{', '.join(r['unknown'])}")
+    if n_unknown:
+        click.echo(f"{n_unknown} species name(s) not in the model's vocabulary were read as [UNK]", err=True)
 
 
 def _print_urls(settings: Settings) -> None:

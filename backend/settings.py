@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     def sdm_checkpoint(self, region: str) -> Path:
         return self.models_dir / region / "sdm.pt"
 
+    def plantbert_checkpoint(self, region: str) -> Path:
+        return self.models_dir / region / "plantbert.pt"
+
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"

@@ -15,8 +15,8 @@
 Traits (natural-log scale everywhere): Height (m), LeafArea (mm2), SLA (mm2 mg-1), Leaf_N (mg g-1).
 """
 
-from .maps import CWMAccumulator, TraitGrid, cwm, grid_aggregate
+from .maps import CWMAccumulator, TraitGrid, cwm, grid_aggregate, photo_map
 from .model import LAPLACE_TRAITS, TRAITS, gaussian_nll, laplace_nll, trait_nll
 
-__all__ = ["TRAITS", "LAPLACE_TRAITS", "cwm", "CWMAccumulator", "grid_aggregate", "TraitGrid", "gaussian_nll",
-           "laplace_nll", "trait_nll"]
+__all__ = ["TRAITS", "LAPLACE_TRAITS", "cwm", "CWMAccumulator", "grid_aggregate", "photo_map", "TraitGrid",
+           "gaussian_nll", "laplace_nll", "trait_nll"]

@@ -29,7 +29,7 @@ from inference.sdm.dataset import spatial_blocks
 from .model import TRAITS, FrozenEncoders
 
 _TO_3035 = Transformer.from_crs("EPSG:4326", "EPSG:3035", always_xy=True)
-Z975 = 1.959963984540054  # the bounds of the generator / TRY summaries are the 2.5 and 97.5 % quantiles
+Z975 = 1.96  # the bounds of the generator / TRY summaries: exp(mu -/+ 1.96 sd), the 2.5 and 97.5 % quantiles
 
 
 def lognormal_params(median, sd, lower, upper, z: float = Z975) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,10 @@ Maps scored:
   over spatial blocks); predictions are averaged per grid cell with at least ``min_count`` photos.
   Once with models trained without cleaning, once with the two-step cleaning loop; both train on
   the same photos (each fold's training blocks minus the reference blocks the cleaning loop scores
-  on). Two model-free rows frame them: the species log medians of the photographed plants (what a
+  on). Each is scored on all photos and on the photos that pass the cleaning loop's step-1 screen
+  (:class:`inference.traits.train.Screen`; the others are left out of the map); the uncleaned
+  model with the screen isolates what the screen alone does. Two
+  model-free rows frame them: the species log medians of the photographed plants (what a
   perfect species identification plus a TRY look-up would give) and the individuals' true traits
   (a perfect trait measurement: the limit set by where photos were taken).
 * **CWM maps at 50 m** from an SDM (per-cell probabilities of the meta-tile runner, with and
@@ -21,7 +24,8 @@ Maps scored:
 
 Metrics per trait on log values, area-weighted (each 50 m cell weighs 1, each grid cell the number
 of its 50 m cells with a truth value): R^2 (1 - SSE / SST around the weighted truth mean), nMAE =
-weighted MAE / (max - min of the truth over the scored cells) and Pearson r.
+weighted MAE / (max - min of the truth over the scored cells) and Pearson r; the JSON report adds
+the bias (weighted mean error), which is what drives R^2 below zero where r is high.
 """
 
 from __future__ import annotations
@@ -44,13 +48,14 @@ from .train import Features, TraitTrainConfig, fit_model, predict_z
 
 
 def weighted_metrics(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None) -> dict:
-    """R^2, nMAE (MAE / truth range) and Pearson r of ``pred`` vs ``truth`` where both are finite."""
+    """R^2, nMAE (MAE / truth range), Pearson r and bias (weighted mean of pred - truth) of ``pred``
+    vs ``truth`` where both are finite."""
     pred, truth = np.asarray(pred, np.float64).ravel(), np.asarray(truth, np.float64).ravel()
     w = np.ones_like(truth) if weights is None else np.asarray(weights, np.float64).ravel()
     ok = np.isfinite(pred) & np.isfinite(truth) & np.isfinite(w) & (w > 0)
     n = int(ok.sum())
     if n < 3:
-        return {"r2": float("nan"), "nmae": float("nan"), "r": float("nan"), "n": n}
+        return {"r2": float("nan"), "nmae": float("nan"), "r": float("nan"), "bias": float("nan"), "n": n}
     p, t, w = pred[ok], truth[ok], w[ok]
     w = w / w.sum()
     tm, pm = np.sum(w * t), np.sum(w * p)
@@ -61,7 +66,7 @@ def weighted_metrics(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray | 
     cov = np.sum(w * (p - pm) * (t - tm))
     sp = np.sqrt(np.sum(w * (p - pm) ** 2))
     r = cov / (sp * np.sqrt(sst)) if sp > 0 and sst > 0 else float("nan")
-    return {"r2": float(r2), "nmae": float(nmae), "r": float(r), "n": n}
+    return {"r2": float(r2), "nmae": float(nmae), "r": float(r), "bias": float(pm - tm), "n": n}
 
 
 def _mosaic(region, per_tile) -> np.ndarray:
@@ -145,12 +150,15 @@ def sdm_cwm(region, sdm_path: Path, thresholds: dict[str, float | None], cache_d
 
 
 def out_of_fold_predictions(photos: PhotoSet, feats: Features, cfg: TraitTrainConfig, clean: bool, folds: np.ndarray,
-                            geo_weights: Path | None = None, log=print) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Predictions [N, T] (log mean, log variance) of every photo by the model of the other folds."""
+                            geo_weights: Path | None = None,
+                            log=print) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+    """Predictions [N, T] (log mean, log variance) of every photo by the model of the other folds,
+    and whether each photo passes that model's screen (all True without cleaning)."""
     mcfg = cfg.model_config()
     T = len(mcfg.traits)
     mean = np.full((len(photos), T), np.nan)
     var = np.full((len(photos), T), np.nan)
+    passed = np.ones(len(photos), bool)
     records = []
     for k in np.unique(folds):
         test = np.flatnonzero(folds == k)
@@ -159,9 +167,11 @@ def out_of_fold_predictions(photos: PhotoSet, feats: Features, cfg: TraitTrainCo
         train_idx, ref_idx = pool[~is_ref], pool[is_ref]
         log(f" fold {k}: train {len(train_idx)}, reference {len(ref_idx)}, held out {len(test)} "
             f"({'with' if clean else 'without'} cleaning)")
-        net, scaler, rec = fit_model(photos, feats, train_idx, ref_idx, cfg, mcfg, clean, geo_weights, log=log)
+        net, scaler, rec, screen = fit_model(photos, feats, train_idx, ref_idx, cfg, mcfg, clean, geo_weights, log=log)
         zm, zv = predict_z(net, feats, test)
         mean[test], var[test] = scaler.to_log(zm, zv)
+        if screen is not None:
+            passed[test] = screen.keep(feats, test)
         summary = {"fold": int(k), "n_train": int(len(train_idx)), "n_reference": int(len(ref_idx)),
                    "n_test": int(len(test)), "train_seconds": rec["train_seconds"]}
         if clean:
@@ -175,8 +185,11 @@ def out_of_fold_predictions(photos: PhotoSet, feats: Features, cfg: TraitTrainCo
                 kept = np.setdiff1d(train_idx, dropped)
                 summary["non_plant_share_dropped"] = float(non_plant[dropped].mean()) if len(dropped) else None
                 summary["non_plant_share_kept"] = float(non_plant[kept].mean())
+                summary["held_out_screened_out"] = int((~passed[test]).sum())
+                summary["held_out_non_plant_screened_out"] = int((non_plant[test] & ~passed[test]).sum())
+                summary["held_out_non_plant"] = int(non_plant[test].sum())
         records.append(summary)
-    return mean, var, records
+    return mean, var, passed, records
 
 
 def evaluate_traits(region, cfg: TraitTrainConfig | None = None, grid_m: float = 5_000, min_count: int = 20,
@@ -223,15 +236,25 @@ def evaluate_traits(region, cfg: TraitTrainConfig | None = None, grid_m: float =
     timings = {"encode_seconds": round(encode_s, 1)}
     fold_records = {}
     per_photo = {}
+    preds = {}
     for clean in (False, True):
         t0 = time.perf_counter()
-        mean, var, recs = out_of_fold_predictions(photos, feats, cfg, clean, fold, climplicit_path, log)
         key = "with cleaning" if clean else "without cleaning"
+        preds[clean] = out_of_fold_predictions(photos, feats, cfg, clean, fold, climplicit_path, log)
         timings[f"train_{key.replace(' ', '_')}_seconds"] = round(time.perf_counter() - t0, 1)
-        fold_records[key] = recs
-        score_photo_map(f"photos, model {key}", mean, var)
-        per_photo[key] = {t: weighted_metrics(mean[:, j], photos.truth["log_traits"][:, j])
-                          for j, t in enumerate(TRAITS)}
+        fold_records[key] = preds[clean][3]
+    passed = preds[True][2]
+    all_photos = np.ones(len(photos), bool)
+    variants = {  # name -> (mean, var, photos kept)
+        "photos, model without cleaning, all photos": (preds[False][0], preds[False][1], all_photos),
+        "photos, model without cleaning, screened photos": (preds[False][0], preds[False][1], passed),
+        "photos, model with cleaning, all photos": (preds[True][0], preds[True][1], all_photos),
+        "photos, model with cleaning, screened photos": (preds[True][0], preds[True][1], passed),
+    }
+    for name, (mean, var, keep) in variants.items():
+        m = np.where(keep[:, None], mean, np.nan)
+        score_photo_map(name, m, var)
+        per_photo[name] = {t: weighted_metrics(m[:, j], photos.truth["log_traits"][:, j]) for j, t in enumerate(TRAITS)}
     zero = np.zeros_like(photos.log_median)
     score_photo_map("photos, species labels (no model)", photos.log_median, zero)
     score_photo_map("photos, true individual traits (no model)", photos.truth["log_traits"], zero)

@@ -197,11 +197,17 @@ def grid_aggregate(x, y, mean, var, bounds, res: float, min_count: int = 20,
 
 
 def block_mean(arr: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """NaN-aware mean of [..., H, W] over ``factor`` x ``factor`` blocks -> (mean [..., H/f, W/f],
-    number of valid cells per block [H/f, W/f], from the first leading slice)."""
+    """NaN-aware mean of [..., H, W] over ``factor`` x ``factor`` blocks from the top-left corner ->
+    (mean [..., ceil(H/f), ceil(W/f)], number of valid cells per block, from the first leading slice).
+    Blocks cut by the right or bottom edge average the cells they have (the count says how many),
+    as :func:`grid_aggregate` cells do."""
+    arr = np.asarray(arr, np.float32)
     *lead, H, W = arr.shape
-    if H % factor or W % factor:
-        raise ValueError(f"raster {H} x {W} is not a whole number of {factor} x {factor} blocks")
+    Hp, Wp = -(-H // factor) * factor, -(-W // factor) * factor
+    if (Hp, Wp) != (H, W):
+        pad = np.full((*lead, Hp, Wp), np.nan, np.float32)
+        pad[..., :H, :W] = arr
+        arr, H, W = pad, Hp, Wp
     a = arr.reshape(*lead, H // factor, factor, W // factor, factor)
     valid = np.isfinite(a)
     s = np.where(valid, a, 0).sum(axis=(-3, -1))
@@ -210,3 +216,10 @@ def block_mean(arr: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
         m = np.where(n > 0, s / np.maximum(n, 1), np.nan)
     count = n.reshape(-1, H // factor, W // factor)[0] if lead else n
     return m.astype(np.float32), count
+
+
+def photo_map(model, photos, bounds, res: float, min_count: int = 20, cache_dir=None, screen: bool = True) -> TraitGrid:
+    """Predict every photo with a trained :class:`inference.traits.train.TraitModel` and aggregate
+    the predictions on the grid (photos failing the model's cleaning screen are left out)."""
+    mean, var = model.predict_photos(photos, cache_dir, screen=screen)
+    return grid_aggregate(photos.x, photos.y, mean, var, bounds, res, min_count, tuple(model.traits))

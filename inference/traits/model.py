@@ -171,11 +171,6 @@ def _check_weights_dir(path: Path | str, what: str, setting: str) -> Path:
     return p
 
 
-def _seeded(seed: int):
-    """A context that fixes torch's global RNG for a deterministic initialisation, then restores it."""
-    return torch.random.fork_rng(devices=[])
-
-
 def pool_tokens(tokens: torch.Tensor, n: int) -> torch.Tensor:
     """Patch tokens [B, N, C] -> [B, C, n]: adaptive average pooling over the token sequence."""
     return F.adaptive_avg_pool1d(tokens.transpose(1, 2), n)
@@ -193,11 +188,12 @@ class FrozenEncoders(nn.Module):
     def __init__(self, config: TraitNetConfig, dinov2_path: Path | str | None = None,
                  depth_path: Path | str | None = None, state_dict: dict | None = None) -> None:
         super().__init__()
-        from transformers import AutoModel, DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, Dinov2Model
+        from transformers import (AutoModel, DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config,
+                                  Dinov2Model)
 
         self.config = config
         self.sources: dict[str, dict] = {}
-        with _seeded(config.encoder_seed):
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation; the global RNG is restored after
             torch.manual_seed(config.encoder_seed)
             if dinov2_path is not None:
                 p = _check_weights_dir(dinov2_path, "DINOv2", "GEOFLORA_DINOV2_PATH (dinov2_path)")
@@ -209,7 +205,8 @@ class FrozenEncoders(nn.Module):
             self.depth = None
             if config.use_depth:
                 if depth_path is not None:
-                    p = _check_weights_dir(depth_path, "Depth-Anything-V2", "GEOFLORA_DEPTH_ANYTHING_PATH (depth_anything_path)")
+                    p = _check_weights_dir(depth_path, "Depth-Anything-V2",
+                                           "GEOFLORA_DEPTH_ANYTHING_PATH (depth_anything_path)")
                     self.depth = DepthAnythingForDepthEstimation.from_pretrained(p, local_files_only=True).backbone
                     self.sources["depth"] = {"kind": "pretrained", "path": str(p)}
                 else:
@@ -396,7 +393,8 @@ class TraitNet(nn.Module):
         if config.use_depth:
             if depth_channels <= 0:
                 raise ValueError("use_depth needs a depth encoder (depth_channels > 0)")
-            self.depth_proj = nn.Sequential(nn.Flatten(), nn.Linear(depth_channels * config.depth_pool, config.depth_out))
+            self.depth_proj = nn.Sequential(nn.Flatten(),
+                                            nn.Linear(depth_channels * config.depth_pool, config.depth_out))
             d_in += config.depth_out
         self.geo = GeoEncoder(config) if config.use_geo else None
         if self.geo is not None:

@@ -17,7 +17,11 @@ Cleaning loop (:func:`train_with_cleaning`), exactly:
 2. **Step 1, uncertainty.** A model is trained on the remaining photos for ``warmup_fraction`` of
    the epochs ("early training"). Its joint uncertainty per training photo is the sum over the
    four traits of the predicted variance in standardised units; the ``uncertainty_drop`` (5 %)
-   photos with the highest joint uncertainty are dropped.
+   photos with the highest joint uncertainty are dropped. The early model and the joint
+   uncertainty of the last dropped photo form the **screen** (:class:`Screen`): photos at or above
+   that threshold are also left out of the reference set's scoring and, at prediction time, out of
+   maps (a model trained on cleaned photos has never seen walls, roads or sky and extrapolates on
+   them; unscreened, they wreck both the reference score and the grid means).
 3. **Step 2, residual-aware filtering.** A model is trained for the full epochs on the photos kept
    by step 1. Each kept photo's residual is the mean over traits of |predicted mean - species log
    median| in standardised units. For each candidate fraction f in ``residual_fractions``
@@ -26,7 +30,8 @@ Cleaning loop (:func:`train_with_cleaning`), exactly:
    the mean over traits of R^2 (predicted mean vs reference target, log scale).
 4. **Turning point.** The score first rises while removed photos are mostly noise and falls once
    good photos go; the turning point f* is the smallest candidate whose score is within
-   ``turning_tolerance`` of the best score. The model trained at f* is the final model.
+   ``turning_tolerance`` (0.005) of the best score. The model trained at f* is the final model.
+   All candidates use the same seed, so the curve compares data, not initialisations.
 
 The checkpoint (``settings.models_dir / region / "traits.pt"``) holds the model configuration,
 the random stand-in encoders' weights (pretrained ones stay in their local folder and are named
@@ -96,7 +101,8 @@ class Features:
 
     def take(self, idx) -> dict:
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        return {"image": self.image[idx], "geo": self.geo[idx], "depth": None if self.depth is None else self.depth[idx]}
+        return {"image": self.image[idx], "geo": self.geo[idx],
+                "depth": None if self.depth is None else self.depth[idx]}
 
 
 @dataclass
@@ -202,7 +208,8 @@ def fit(net: TraitNet, feats: Features, photos: PhotoSet, idx: np.ndarray, scale
 
 
 @torch.no_grad()
-def predict_z(net: TraitNet, feats: Features, idx: np.ndarray | None = None, batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def predict_z(net: TraitNet, feats: Features, idx: np.ndarray | None = None,
+              batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Predicted mean and variance [N, T] in standardised units."""
     net.eval()
     idx = np.arange(len(feats)) if idx is None else np.asarray(idx)
@@ -227,7 +234,8 @@ def reference_score(net: TraitNet, feats: Features, ref_idx: np.ndarray, ref_tar
 
 
 def train_plain(feats: Features, photos: PhotoSet, train_idx: np.ndarray, scaler: LabelScaler,
-                mcfg: TraitNetConfig, cfg: TraitTrainConfig, geo_weights: Path | None = None) -> tuple[TraitNet, list[float]]:
+                mcfg: TraitNetConfig, cfg: TraitTrainConfig,
+                geo_weights: Path | None = None) -> tuple[TraitNet, list[float]]:
     net = new_net(mcfg, feats, cfg.seed, geo_weights)
     hist = fit(net, feats, photos, train_idx, scaler, cfg, cfg.epochs, cfg.seed)
     return net, hist
@@ -235,8 +243,9 @@ def train_plain(feats: Features, photos: PhotoSet, train_idx: np.ndarray, scaler
 
 def train_with_cleaning(feats: Features, photos: PhotoSet, train_idx: np.ndarray, ref_idx: np.ndarray,
                         ref_target: np.ndarray, scaler: LabelScaler, mcfg: TraitNetConfig, cfg: TraitTrainConfig,
-                        geo_weights: Path | None = None, log=print) -> tuple[TraitNet, dict]:
-    """The two-step cleaning loop of the module docstring; returns the final model and its record."""
+                        geo_weights: Path | None = None, log=print) -> tuple[TraitNet, dict, "Screen"]:
+    """The two-step cleaning loop of the module docstring; returns the final model, its record and
+    the step-1 screen."""
     train_idx = np.asarray(train_idx)
     t0 = time.perf_counter()
     # step 1: early-training uncertainty
@@ -251,6 +260,11 @@ def train_with_cleaning(feats: Features, photos: PhotoSet, train_idx: np.ndarray
     keep1 = np.sort(train_idx[order1[n_drop1:]])
     u_threshold = float(joint[order1[n_drop1 - 1]]) if n_drop1 else float("inf")
     log(f"  cleaning step 1: dropped {n_drop1} of {len(train_idx)} photos with joint uncertainty >= {u_threshold:.3f}")
+    screen = Screen(net_a, u_threshold)
+    ref_all = np.asarray(ref_idx)
+    ref_ok = screen.keep(feats, ref_all)
+    ref_idx, ref_target = ref_all[ref_ok], np.asarray(ref_target)[ref_ok]
+    log(f"  screen: {int((~ref_ok).sum())} of {len(ref_all)} reference photos fail it and are not scored")
 
     # step 2: residuals of a model trained on the step-1 set; candidates scored on the reference set
     net_b = new_net(mcfg, feats, cfg.seed + 1, geo_weights)
@@ -282,13 +296,32 @@ def train_with_cleaning(feats: Features, photos: PhotoSet, train_idx: np.ndarray
     drop2 = keep1[order2[:n2]]
     record = {
         "step1": {"warmup_epochs": warm, "dropped": int(n_drop1), "joint_uncertainty_threshold": u_threshold,
-                  "dropped_index": drop1.tolist()},
+                  "dropped_index": drop1.tolist(), "reference_screened_out": int((~ref_ok).sum())},
         "step2": {"curve": curve, "turning_point": f_star, "dropped": int(n2),
-                  "residual_threshold": chosen["residual_threshold"], "dropped_index": drop2.tolist()},
+                  "residual_threshold": chosen["residual_threshold"], "dropped_index": drop2.tolist(),
+                  "ranked_index": keep1[order2[:max(c["dropped"] for c in curve)]].tolist()},
         "kept": int(len(train_idx) - n_drop1 - n2), "seconds": round(time.perf_counter() - t0, 1),
     }
     log(f"  turning point: drop {f_star:.1%} by residual (reference mean R2 {chosen['reference_r2']:.4f})")
-    return nets[f_star], record
+    return nets[f_star], record, screen
+
+
+class Screen:
+    """The step-1 model and its joint-uncertainty threshold, applied to any photo: ``keep`` is True
+    where the early model's joint uncertainty (sum of standardised predicted variances) is below the
+    threshold that dropped the top 5 % of the training photos. A model trained on cleaned photos has
+    never seen photos like the dropped ones (walls, roads, sky) and extrapolates on them, so the same
+    screen removes them from the reference set and from the photos a map aggregates."""
+
+    def __init__(self, net: TraitNet, threshold: float) -> None:
+        self.net = net.eval()
+        self.threshold = float(threshold)
+
+    def joint_uncertainty(self, feats: Features, idx: np.ndarray | None = None) -> np.ndarray:
+        return predict_z(self.net, feats, idx)[1].sum(1)
+
+    def keep(self, feats: Features, idx: np.ndarray | None = None) -> np.ndarray:
+        return self.joint_uncertainty(feats, idx) < self.threshold
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,33 +329,47 @@ def train_with_cleaning(feats: Features, photos: PhotoSet, train_idx: np.ndarray
 
 
 class TraitModel:
-    """A trained PlantTraitNet: frozen encoders + trainable part + label scaler."""
+    """A trained PlantTraitNet: frozen encoders + trainable part + label scaler (+ the cleaning
+    loop's screen, when trained with cleaning)."""
 
-    def __init__(self, encoders: FrozenEncoders, net: TraitNet, scaler: LabelScaler, meta: dict | None = None) -> None:
+    def __init__(self, encoders: FrozenEncoders, net: TraitNet, scaler: LabelScaler, screen: Screen | None = None,
+                 meta: dict | None = None) -> None:
         self.encoders = encoders
         self.net = net.eval()
         self.scaler = scaler
+        self.screen = screen
         self.meta = meta or {}
 
     @property
     def traits(self) -> tuple[str, ...]:
         return self.net.config.traits
 
-    def predict_features(self, feats: Features) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted log-trait means and variances [N, T] (natural log of the trait's unit)."""
-        return self.scaler.to_log(*predict_z(self.net, feats))
+    def predict_features(self, feats: Features, screen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted log-trait means and variances [N, T] (natural log of the trait's unit).
 
-    def predict_photos(self, photos: PhotoSet, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+        With ``screen`` (and a model trained with cleaning) photos that fail the step-1 screen are
+        NaN: the model was not trained on photos like them.
+        """
+        mean, var = self.scaler.to_log(*predict_z(self.net, feats))
+        if screen and self.screen is not None:
+            bad = ~self.screen.keep(feats)
+            mean[bad] = np.nan
+            var[bad] = np.nan
+        return mean, var
+
+    def predict_photos(self, photos: PhotoSet, cache_dir: Path | None = None,
+                       screen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         feats = Features.build(photo_features(self.encoders, photos, cache_dir), photos)
-        return self.predict_features(feats)
+        return self.predict_features(feats, screen)
 
-    def predict_images(self, images: np.ndarray, lon, lat, month=None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_images(self, images: np.ndarray, lon, lat, month=None,
+                       screen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """From uint8 RGB photos [N, H, W, 3] taken at (lon, lat) (WGS84) in ``month`` (1-12, optional)."""
         feats = Features.build(self.encoders.encode(images), _Loc(lon, lat, month))
-        return self.predict_features(feats)
+        return self.predict_features(feats, screen)
 
-    def predict_files(self, paths, lon, lat, month=None) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict_images(load_images(paths), lon, lat, month)
+    def predict_files(self, paths, lon, lat, month=None, screen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict_images(load_images(paths), lon, lat, month, screen)
 
 
 @dataclass
@@ -343,27 +390,37 @@ def _reference_target(photos: PhotoSet, mode: str) -> tuple[np.ndarray, str]:
 
 
 def fit_model(photos: PhotoSet, feats: Features, train_idx: np.ndarray, ref_idx: np.ndarray, cfg: TraitTrainConfig,
-              mcfg: TraitNetConfig, clean: bool, geo_weights: Path | None = None, log=print) -> tuple[TraitNet, LabelScaler, dict]:
-    """Train one model on ``train_idx`` (cleaned with ``ref_idx`` as reference set when ``clean``)."""
+              mcfg: TraitNetConfig, clean: bool, geo_weights: Path | None = None,
+              log=print) -> tuple[TraitNet, LabelScaler, dict, Screen | None]:
+    """Train one model on ``train_idx`` (cleaned with ``ref_idx`` as reference set when ``clean``);
+    returns the model, its label scaler, the training record and the screen (None without cleaning)."""
     scaler = LabelScaler.fit(photos.log_median[train_idx])
     t0 = time.perf_counter()
+    screen = None
     if clean:
         target, kind = _reference_target(photos, cfg.reference)
-        net, record = train_with_cleaning(feats, photos, train_idx, ref_idx, target[ref_idx], scaler, mcfg, cfg,
-                                          geo_weights, log)
+        net, record, screen = train_with_cleaning(feats, photos, train_idx, ref_idx, target[ref_idx], scaler, mcfg,
+                                                  cfg, geo_weights, log)
         record["reference"] = kind
     else:
         net, hist = train_plain(feats, photos, train_idx, scaler, mcfg, cfg, geo_weights)
         record = {"history": hist}
     record["train_seconds"] = round(time.perf_counter() - t0, 1)
-    return net, scaler, record
+    return net, scaler, record, screen
 
 
 def train_traits(photos: PhotoSet, out: Path, cfg: TraitTrainConfig, dinov2_path: Path | None = None,
                  depth_path: Path | None = None, climplicit_path: Path | None = None,
                  cache_dir: Path | None = None, log=print) -> dict:
     """Encode the photos once, hold out the reference blocks, train (with cleaning unless
-    ``cfg.clean`` is False), report reference-set metrics, save ``out`` and ``out.with_suffix('.json')``."""
+    ``cfg.clean`` is False), report reference-set metrics, save ``out`` and ``out.with_suffix('.json')``.
+
+    Reference metrics are R^2 / MAE per trait on log values against the species labels and, where
+    known, the true individual traits, next to the trivial baseline (the training mean); with
+    cleaning, also on the reference photos that pass the screen, and for the model trained on the
+    same photos without cleaning. The reference set chose the turning point, so these numbers are
+    slightly optimistic for the cleaned model; ``geoflora evaluate traits`` scores held-out folds.
+    """
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
@@ -377,27 +434,35 @@ def train_traits(photos: PhotoSet, out: Path, cfg: TraitTrainConfig, dinov2_path
     log(f"training photos {len(train_idx)}, reference photos {len(ref_idx)} ({cfg.block_m / 1000:g} km blocks)")
 
     t0 = time.perf_counter()
-    net, scaler, record = fit_model(photos, feats, train_idx, ref_idx, cfg, mcfg, cfg.clean, climplicit_path, log)
+    net, scaler, record, screen = fit_model(photos, feats, train_idx, ref_idx, cfg, mcfg, cfg.clean, climplicit_path,
+                                            log)
     train_s = time.perf_counter() - t0
     report = {"n_photos": len(photos), "n_train": int(len(train_idx)), "n_reference": int(len(ref_idx)),
               "encode_seconds": round(encode_s, 1), "train_seconds": round(train_s, 1), "cleaning": None}
     if cfg.clean:
-        report["cleaning"] = {k: v for k, v in record.items()}
+        report["cleaning"] = dict(record)
         for step in ("step1", "step2"):
-            report["cleaning"][step] = {k: v for k, v in record[step].items() if k != "dropped_index"}
+            report["cleaning"][step] = {k: v for k, v in record[step].items() if not k.endswith("_index")}
+    ref_ok = screen.keep(feats, ref_idx) if screen is not None else np.ones(len(ref_idx), bool)
 
     def evaluate(n: TraitNet) -> dict:
         zm, zv = predict_z(n, feats, ref_idx)
         pred, _ = scaler.to_log(zm, zv)
-        res = {"vs_species_labels": per_trait_metrics(pred, photos.log_median[ref_idx], scaler.mean, mcfg.traits)}
-        if photos.truth is not None:
-            res["vs_true_individual_traits"] = per_trait_metrics(pred, photos.truth["log_traits"][ref_idx],
-                                                                 scaler.mean, mcfg.traits)
+        res = {}
+        subsets = {"": np.ones(len(ref_idx), bool)}
+        if screen is not None:
+            subsets[", screened"] = ref_ok
+        for suffix, m in subsets.items():
+            res["vs species labels" + suffix] = per_trait_metrics(pred[m], photos.log_median[ref_idx][m], scaler.mean,
+                                                                  mcfg.traits)
+            if photos.truth is not None:
+                res["vs true traits" + suffix] = per_trait_metrics(pred[m], photos.truth["log_traits"][ref_idx][m],
+                                                                   scaler.mean, mcfg.traits)
         return res
 
     report["reference_metrics"] = evaluate(net)
     if cfg.clean and cfg.compare_without_cleaning:
-        net0, _, rec0 = fit_model(photos, feats, train_idx, ref_idx, cfg, mcfg, False, climplicit_path, log)
+        net0, _, _, _ = fit_model(photos, feats, train_idx, ref_idx, cfg, mcfg, False, climplicit_path, log)
         report["reference_metrics_without_cleaning"] = evaluate(net0)
     if photos.truth is not None and cfg.clean:
         dropped = np.array(record["step1"]["dropped_index"] + record["step2"]["dropped_index"], np.int64)
@@ -405,15 +470,17 @@ def train_traits(photos: PhotoSet, out: Path, cfg: TraitTrainConfig, dinov2_path
         kept = np.setdiff1d(train_idx, dropped)
         report["cleaning"]["non_plant_share_dropped"] = float(non_plant[dropped].mean()) if len(dropped) else None
         report["cleaning"]["non_plant_share_kept"] = float(non_plant[kept].mean()) if len(kept) else None
+        report["cleaning"]["non_plant_reference_screened_out"] = int((non_plant[ref_idx] & ~ref_ok).sum())
+        report["cleaning"]["non_plant_reference"] = int(non_plant[ref_idx].sum())
     report["seconds"] = round(time.perf_counter() - t_start, 1)
-    save_checkpoint(out, encoders, net, scaler, mcfg, cfg, report, climplicit_path, record)
+    save_checkpoint(out, encoders, net, scaler, mcfg, cfg, report, climplicit_path, record, screen)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float))
     return report
 
 
 def save_checkpoint(out: Path, encoders: FrozenEncoders, net: TraitNet, scaler: LabelScaler, mcfg: TraitNetConfig,
                     cfg: TraitTrainConfig, report: dict, climplicit_path: Path | None = None,
-                    record: dict | None = None) -> None:
+                    record: dict | None = None, screen: Screen | None = None) -> None:
     from inference.sdm.train import _save_atomic
 
     cleaning = None
@@ -426,7 +493,9 @@ def save_checkpoint(out: Path, encoders: FrozenEncoders, net: TraitNet, scaler: 
         "model_config": mcfg.to_dict(), "train_config": asdict(cfg),
         "encoders": {"sources": encoders.sources, "state_dict": encoders.random_state()},
         "geo_pretrained": None if climplicit_path is None else str(climplicit_path),
-        "state_dict": net.state_dict(), "scaler": scaler.to_dict(), "cleaning": cleaning, "report": report,
+        "state_dict": net.state_dict(), "scaler": scaler.to_dict(), "cleaning": cleaning,
+        "screen": None if screen is None else {"state_dict": screen.net.state_dict(), "threshold": screen.threshold},
+        "report": report,
     }, out)
 
 
@@ -445,13 +514,20 @@ def load_traits(path: Path, dinov2_path: Path | None = None, depth_path: Path | 
     dep = src.get("depth")
     dep_path = depth_path or (dep["path"] if dep and dep["kind"] == "pretrained" else None)
     encoders = FrozenEncoders(mcfg, img_path, dep_path, state_dict=ck["encoders"]["state_dict"])
-    net = TraitNet(mcfg, encoders.image_channels, encoders.depth_channels)
-    net.load_state_dict(ck["state_dict"])
-    if net.geo is not None and ck.get("geo_pretrained"):
-        net.geo.pretrained = True
-    return TraitModel(encoders, net, LabelScaler.from_dict(ck["scaler"]), ck)
+
+    def make(state: dict) -> TraitNet:
+        n = TraitNet(mcfg, encoders.image_channels, encoders.depth_channels)
+        n.load_state_dict(state)
+        if n.geo is not None and ck.get("geo_pretrained"):
+            n.geo.pretrained = True
+        return n.eval()
+
+    screen = None
+    if ck.get("screen"):
+        screen = Screen(make(ck["screen"]["state_dict"]), ck["screen"]["threshold"])
+    return TraitModel(encoders, make(ck["state_dict"]), LabelScaler.from_dict(ck["scaler"]), screen, ck)
 
 
-__all__ = ["TraitTrainConfig", "Features", "LabelScaler", "TraitModel", "fit", "fit_model", "predict_z",
+__all__ = ["TraitTrainConfig", "Features", "LabelScaler", "Screen", "TraitModel", "fit", "fit_model", "predict_z",
            "train_with_cleaning", "train_plain", "train_traits", "load_traits", "save_checkpoint",
            "per_trait_metrics", "r2_score", "WeightsNotFoundError"]
