@@ -113,6 +113,35 @@ def test_indicator_layers_match_a_direct_computation(computed, tiny_region, tiny
     assert not np.allclose(got, truth, rtol=0.01)
 
 
+def test_trait_layers_are_community_weighted_means(computed, tiny_region, tiny_sdm):
+    from backend.db.models import Run
+    from inference.data.region import load_region
+    from inference.sdm.predict import per_patch_probabilities
+    from inference.sdm.train import load_sdm
+
+    settings, sessions, run_id = computed
+    with sessions() as session:
+        t = session.get(Run, run_id).config["profile"]["threshold"]
+    region = load_region(tiny_region)
+    model, norm, _ = load_sdm(tiny_sdm)
+    tile, _, _ = _read(computed, "trait.height")
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 500, 48), rng.integers(0, 500, 48)
+    x, y = region.cell_centres(tile)
+    w = per_patch_probabilities(model, norm, region, x[rows, cols], y[rows, cols])
+    w = np.where(w >= t, w, 0.0)
+    for k, name in enumerate(("Height", "LeafArea", "SLA", "Leaf_N")):
+        mu = np.log([sp.traits[name].median for sp in region.species])
+        _, got, nodata = _read(computed, f"trait.{name.lower()}", 1)
+        _, spread, _ = _read(computed, f"trait.{name.lower()}", 2)
+        ok = w.sum(1) > 0.5  # cells with a clear assemblage (near-empty ones are threshold-sensitive)
+        expected = (w @ mu) / w.sum(1).clip(1e-12)
+        assert np.abs(np.log(got[rows, cols][ok]) - expected[ok]).mean() < 0.05, name
+        dev = np.sqrt((w * (mu[None, :] - expected[:, None]) ** 2).sum(1) / w.sum(1).clip(1e-12))
+        assert np.abs(spread[rows, cols][ok] - dev[ok]).mean() < 0.05, name
+        assert ((got == nodata) == (spread == nodata)).all()
+
+
 def test_species_layers_hold_the_probabilities_of_species_present_somewhere(computed, tiny_region, tiny_sdm):
     import json
 

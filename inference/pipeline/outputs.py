@@ -78,6 +78,28 @@ INDICATORS: list[OutputSpec] = [
 
 RICHNESS = INDICATORS[0]
 
+TRAIT_TITLES = {"Height": ("Plant height", "m"), "LeafArea": ("Leaf area", "mm2"),
+                "SLA": ("Specific leaf area", "mm2 mg-1"), "Leaf_N": ("Leaf nitrogen", "mg g-1")}
+
+
+def _trait(name: str) -> list[OutputSpec]:
+    title, units = TRAIT_TITLES[name]
+    file = f"trait.{name.lower()}"
+    return [
+        OutputSpec(layer_id=file, kind="trait", title=f"{title} (community-weighted mean)", file=file, band=1,
+                   units=units, colormap="viridis",
+                   description=(f"Community-weighted geometric mean of species' median {title.lower()}: exp of the "
+                                f"mean of log species medians weighted by their calibrated probabilities, over the "
+                                f"cell's assemblage (species at or above the conformal threshold).")),
+        OutputSpec(layer_id=f"{file}.sd", kind="trait-uncertainty", title=f"{title}: community spread (sd of log)",
+                   file=file, band=2, units="ln units", colormap="magma",
+                   description=(f"Weighted standard deviation of the log species medians of {title.lower()} in the "
+                                f"assemblage: 0.1 means species differ by about 10 % around the mean.")),
+    ]
+
+
+TRAIT_OUTPUTS: list[OutputSpec] = [spec for name in TRAIT_TITLES for spec in _trait(name)]
+
 TRUE_RICHNESS = OutputSpec(
     layer_id="truth.richness",
     kind="truth",
@@ -90,7 +112,7 @@ TRUE_RICHNESS = OutputSpec(
     colormap="viridis",
 )
 
-OUTPUTS: list[OutputSpec] = [*INDICATORS, TRUE_RICHNESS]
+OUTPUTS: list[OutputSpec] = [*INDICATORS, *TRAIT_OUTPUTS, TRUE_RICHNESS]
 
 # Species layers are not in OUTPUTS: their number varies by meta-tile (only species in the
 # assemblage of some cell are written), so the run writes them from these two arrays.

@@ -11,7 +11,9 @@ import torch
 
 from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
 from inference.indicators import SpeciesAttributes, compute_indicators, specialist_mask
-from inference.pipeline.outputs import SPECIES_CODES, SPECIES_PRESENT, TRUE_RICHNESS
+from inference.pipeline.outputs import SPECIES_CODES, SPECIES_PRESENT, TRAIT_TITLES, TRUE_RICHNESS
+from inference.traits.evaluate import species_log_medians
+from inference.traits.maps import cwm
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
 from inference.sdm.train import load_sdm
 from tiles.colormaps import PROBABILITY_CODE_SCALE
@@ -120,6 +122,12 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
         else:
             layer = f"indicator.{name}" + (".ci" if part == "halfwidth" else "")
         out[layer] = value.cpu().numpy()
+    mean, sd = cwm(prob, species_log_medians(region), profile.threshold)
+    for i, name in enumerate(TRAIT_TITLES):
+        m, d = mean[i].numpy(), sd[i].numpy()
+        empty = ~np.isfinite(m)
+        out[f"trait.{name.lower()}"] = np.where(empty, -1.0, np.exp(np.where(empty, 0.0, m))).astype(np.float32)
+        out[f"trait.{name.lower()}.sd"] = np.where(empty, -1.0, d).astype(np.float32)
     if hasattr(region, "iter_true_probability"):
         truth = np.zeros((CELLS_PER_METATILE, CELLS_PER_METATILE), np.float64)
         for _species, p in region.iter_true_probability(tile):
