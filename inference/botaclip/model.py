@@ -5,7 +5,7 @@ Image tower::
 
     x [N, 4, P, P]  (S2 R, G, B, NIR, standardised per band)
       -> frozen encoder            h  [N, F]        (never trained here)
-      -> frozen projection         h0 = Pi (h - mu) [N, D]  (whitened PCA of h, fitted once on TRAIN)
+      -> frozen projection         h0 = Pi (h - mu) [N, D]  (PCA of h, fitted once on TRAIN; not trained)
       -> residual adapter          e  = h0 + MLP(LayerNorm(h))   (last layer zero-initialised: e = h0 at start)
       -> embedding                 e / |e|           [N, D]
 
@@ -195,6 +195,7 @@ def load_frozen_encoder(path: Path | str | None, patch_size: int | None = None) 
         if isinstance(ck, dict) and ck.get("format") == ENCODER_FORMAT:
             enc = CellCNN(CellCNNConfig.from_dict(ck["config"]))
             enc.load_state_dict(ck["state_dict"])
+            enc.normalizer = ck.get("info", {}).get("normalizer")  # S2 scaling it was pretrained with
         elif ck is None or isinstance(ck, torch.jit.ScriptModule):
             enc = ScriptedEncoder(p, patch_size or 64)
         else:
@@ -218,6 +219,7 @@ class BotaCLIPConfig:
     species_dim: int = 128
     species_hidden: int = 256
     reg_weight: float = 1.0  # weight of mean(1 - cos(adapted, frozen projection))
+    whiten: bool = False  # frozen projection: PCA (False) or whitened PCA (True)
     init_temperature: float = 0.07
     max_logit_scale: float = 100.0
     # training
@@ -322,7 +324,10 @@ class BotaCLIP(nn.Module):
 
     @torch.no_grad()
     def fit_projection(self, h: torch.Tensor) -> None:
-        """Whitened PCA of frozen features [N, F] onto D components (padded with zeros if F < D)."""
+        """PCA of frozen features [N, F] onto D components (zero rows if F < D), scaled by one global
+        factor (unit mean variance per kept component): the frozen geometry, centred, in D dimensions.
+        ``config.whiten`` gives every component unit variance instead (noisy small components then
+        weigh as much as the main ones in the cosine)."""
         D = self.config.dim
         mu = h.mean(0)
         hc = (h - mu).double()
@@ -330,7 +335,8 @@ class BotaCLIP(nn.Module):
         evals, evecs = torch.linalg.eigh(cov)
         order = torch.argsort(evals, descending=True)[:D]
         evals, evecs = evals[order].clamp_min(1e-8), evecs[:, order]
-        P = (evecs / evals.sqrt()).T.float()  # [k, F]
+        scale = evals.sqrt() if self.config.whiten else evals.mean().sqrt().expand_as(evals)
+        P = (evecs / scale).T.float()  # [k, F]
         full = torch.zeros(D, h.shape[1])
         full[:len(P)] = P
         self.proj_mean.copy_(mu)

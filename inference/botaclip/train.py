@@ -170,7 +170,8 @@ def pretrain_cell_cnn(region, encoder: CellCNN, norm: Normalizer, steps: int, n_
             log(f"  ssl step {step + 1}/{steps}: NT-Xent {np.mean(losses[-50:]):.3f}")
     encoder.eval()
     return {"steps": steps, "seconds": round(time.perf_counter() - t0, 1),
-            "loss_first": losses[0] if losses else None, "loss_last50": float(np.mean(losses[-50:])) if losses else None}
+            "loss_first": losses[0] if losses else None,
+            "loss_last50": float(np.mean(losses[-50:])) if losses else None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +230,10 @@ def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(),
     if len(tr) < 8 or len(ca) < 2:
         raise ValueError(f"too few surveys: {len(tr)} train, {len(ca)} calibration")
     off = (pairs["s2"].shape[-1] - P) // 2
-    norm = Normalizer.fit({"s2": pairs["s2"][tr][..., off:off + P, off:off + P]}, seed=config.seed)
+    if getattr(encoder, "normalizer", None) is not None:  # a saved demo encoder keeps its input scaling
+        norm = Normalizer.from_dict(encoder.normalizer)
+    else:
+        norm = Normalizer.fit({"s2": pairs["s2"][tr][..., off:off + P, off:off + P]}, seed=config.seed)
     report: dict = {"n_train": int(len(tr)), "n_cal": int(len(ca)), "n_test": int(len(te)),
                     "mean_species_per_survey": float(np.mean([len(lst) for lst in pairs["lists"]]))}
 
@@ -241,7 +245,7 @@ def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(),
         else:
             report["ssl"] = {"steps": 0, "note": "random-init frozen encoder"}
         freeze(encoder)
-        save_cell_cnn(encoder, out.with_name("eo_encoder.pt"), {"ssl": report["ssl"]})
+        save_cell_cnn(encoder, out.with_name("eo_encoder.pt"), {"ssl": report["ssl"], "normalizer": norm.to_dict()})
     encoder = freeze(encoder)
     enc_state = {k: v.clone() for k, v in encoder.state_dict().items()}
 
@@ -305,7 +309,8 @@ def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(),
         history.append(row)
         if epoch == 0 or (epoch + 1) % 20 == 0:
             log(f"epoch {epoch + 1}: loss {row['loss']:.4f} (InfoNCE {row['infonce']:.4f}, reg {row['reg']:.4f})  "
-                f"CAL R@10 {cal['mean@10']:.3f} (chance {cal['chance_mean@10']:.3f})  cos(e, h0) {cal['cos_to_frozen']:.3f}")
+                f"CAL R@10 {cal['mean@10']:.3f} (chance {cal['chance_mean@10']:.3f})  "
+                f"cos(e, h0) {cal['cos_to_frozen']:.3f}")
         if cal["mean@10"] > best:
             best, bad = cal["mean@10"], 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("encoder.")}

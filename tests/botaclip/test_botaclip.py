@@ -3,8 +3,6 @@ meta-tile embeddings equal per-patch ones, PCA colours are region-wide, bad inpu
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -91,8 +89,8 @@ def test_regulariser_keeps_adapted_embeddings_near_the_frozen_ones(region, pairs
         rep = train_botaclip(region, tmp_path / f"reg{w}.pt", tiny_config(reg_weight=w, epochs=30, patience=30),
                              encoder=tiny_encoder(), pairs=pairs, log=lambda *_: None)
         cos[w] = rep["history"][-1]["cal_cos_to_frozen"]  # same epoch for both, no selection
-    assert cos[20.0] > cos[0.0] + 0.05, cos
-    assert cos[20.0] > 0.9
+    assert cos[20.0] > cos[0.0] + 0.03, cos
+    assert cos[20.0] > 0.99
 
 
 def test_metatile_embeddings_equal_per_patch_embeddings(trained, region):
@@ -176,8 +174,8 @@ def test_a_local_transformers_encoder_trains_and_embeds(region, pairs, tmp_path)
     assert enc(torch.zeros(2, 4, 40, 40)).shape == (2, 32)
     assert not any(p.requires_grad for p in enc.parameters())
     out = tmp_path / "bc.pt"
-    train_botaclip(region, out, tiny_config(epochs=3, n_views=1, pca_cells=100, eo_patch_size=40), encoder_path=tmp_path / "vit",
-                   pairs=pairs, log=lambda *_: None)
+    config = tiny_config(epochs=3, n_views=1, pca_cells=100, eo_patch_size=40)
+    train_botaclip(region, out, config, encoder_path=tmp_path / "vit", pairs=pairs, log=lambda *_: None)
     model = load_botaclip(out)  # the checkpoint names the local weights, it does not copy them
     assert isinstance(model.encoder, HFImageEncoder)
     tile = next(iter(region.grid.metatiles()))
@@ -207,7 +205,8 @@ def test_cli_trains_botaclip(tiny_region, tmp_path, monkeypatch):
         models = tmp_path / "models" / "tiny"
         assert (models / "botaclip.pt").is_file() and (models / "botaclip.json").is_file()
         assert (models / "eo_encoder.pt").is_file()  # the demo encoder, reusable as GEOFLORA_EO_ENCODER_PATH
-        assert isinstance(load_frozen_encoder(models / "eo_encoder.pt"), CellCNN)
+        enc = load_frozen_encoder(models / "eo_encoder.pt")
+        assert isinstance(enc, CellCNN) and enc.normalizer is not None
     finally:
         get_settings.cache_clear()
 
@@ -216,12 +215,15 @@ def test_cli_trains_botaclip(tiny_region, tmp_path, monkeypatch):
 def test_sdm_features_with_and_without_embeddings(trained, region, tiny_sdm):
     from inference.botaclip.evaluate import compare_with_embeddings, format_table
 
-    rows = compare_with_embeddings(region, tiny_sdm, load_botaclip(trained[0]), log=lambda *_: None)
-    names = [r["model"] for r in rows]
-    assert "linear head: SDM features" in names and "linear head: SDM features + BotaCLIP" in names
-    for r in rows:
-        assert 0 <= r["macro_auc"] <= 1 and np.isfinite(r["auc_vs_truth"])
-    truth = rows[-1]
-    assert truth["auc_vs_truth"] == pytest.approx(1.0) or truth["auc_vs_truth"] > max(
-        r["auc_vs_truth"] for r in rows[:-1])
-    assert "| features |" in format_table(rows)
+    tables = compare_with_embeddings(region, tiny_sdm, load_botaclip(trained[0]), log=lambda *_: None)
+    assert set(tables) == {"train", "cal"}
+    for rows in tables.values():
+        names = [r["model"] for r in rows]
+        assert "linear head: SDM features" in names and "linear head: SDM features + BotaCLIP" in names
+        for r in rows:
+            assert 0 <= r["macro_auc"] <= 1 and np.isfinite(r["auc_vs_truth"])
+        assert rows[-1]["auc_vs_truth"] > max(r["auc_vs_truth"] for r in rows[:-1])  # the truth row
+        with_emb = next(r for r in rows if r["model"] == "linear head: SDM features + BotaCLIP")
+        d = with_emb["delta_vs_sdm_features"]
+        assert d["lo"] <= d["delta"] <= d["hi"]
+        assert "| features |" in format_table(rows)
