@@ -36,7 +36,8 @@ class LayerInfo:
 
     def render_query(self) -> str:
         """TiTiler query string that renders this layer as its legend says."""
-        parts = [f"bidx={self.band}"]
+        # an RGB layer (the BotaCLIP embedding) renders its three bands as red, green and blue
+        parts = ["bidx=1&bidx=2&bidx=3"] if self.kind == "embedding" else [f"bidx={self.band}"]
         if self.colormap:
             parts.append(f"colormap_name={self.colormap}")
         if self.rescale is not None:

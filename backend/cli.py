@@ -120,9 +120,9 @@ def compute(region_name, sdm_path, executor) -> None:
     if executor == "celery":
         from inference.celery_app import run_with_celery
 
-        run_id = run_with_celery(settings, sessions, name, path, sdm_path)
+        run_id = run_with_celery(settings, sessions, name, path, sdm_path, **settings.cascade_checkpoints(name))
     else:
-        run_id = run_local(settings, sessions, name, path, sdm_path)
+        run_id = run_local(settings, sessions, name, path, sdm_path, **settings.cascade_checkpoints(name))
     click.echo(f"run {run_id} is live")
 
 
@@ -534,7 +534,7 @@ def demo() -> None:
         del data
     run_id = live_run_for(sessions, name)
     if run_id is None:
-        run_id = run_local(settings, sessions, name, path, sdm_path)
+        run_id = run_local(settings, sessions, name, path, sdm_path, **settings.cascade_checkpoints(name))
         click.echo(f"run {run_id} is live")
     else:
         click.echo(f"reusing live run {run_id}")

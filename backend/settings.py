@@ -136,6 +136,14 @@ class Settings(BaseSettings):
     def plantbert_checkpoint(self, region: str) -> Path:
         return self.models_dir / region / "plantbert.pt"
 
+    def botaclip_checkpoint(self, region: str) -> Path:
+        return self.models_dir / region / "botaclip.pt"
+
+    def cascade_checkpoints(self, region: str) -> dict[str, Path | None]:
+        """The optional cascade models of ``region`` that exist (Pl@ntBERT, BotaCLIP)."""
+        return {"plantbert_checkpoint": p if (p := self.plantbert_checkpoint(region)).is_file() else None,
+                "botaclip_checkpoint": p if (p := self.botaclip_checkpoint(region)).is_file() else None}
+
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"

@@ -29,6 +29,7 @@ class OutputSpec:
     dtype: str = "float32"
     rescale: tuple[float, float] | None = None  # fixed; None: 0 to a rounded region-wide 99th percentile
     legend: dict | None = None  # fixed legend (categorical layers)
+    colortable: dict | None = None  # value -> RGBA written into the COG (categorical layers, band 1)
 
     @property
     def file_name(self) -> str:
@@ -113,6 +114,56 @@ TRUE_RICHNESS = OutputSpec(
 )
 
 OUTPUTS: list[OutputSpec] = [*INDICATORS, *TRAIT_OUTPUTS, TRUE_RICHNESS]
+
+def habitat_outputs(labels: list[str]) -> list[OutputSpec]:
+    """Pl@ntBERT layers for a model whose level-3 classes are ``labels``: the class at levels 3, 2
+    and 1 (value = 1 + index into the sorted codes of that level; 0 = no assemblage) with a colour
+    table and a legend naming each code, and the level-3 class probability."""
+    from inference.data import eunis
+    from tiles.colormaps import eunis_color, hex_color
+
+    out = []
+    for level in (3, 2, 1):
+        codes = sorted({eunis.at_level(c, level) for c in labels})
+        if len(codes) > 254:
+            raise ValueError(f"{len(codes)} level-{level} habitat classes: at most 254 fit a uint8 layer")
+        table = {0: (0, 0, 0, 0), **{i + 1: eunis_color(c) for i, c in enumerate(codes)}}
+        legend = {"type": "categorical", "items": [
+            {"value": i + 1, "label": f"{c} {_habitat_name(c)}".strip(), "code": c, "color": hex_color(table[i + 1])}
+            for i, c in enumerate(codes)]}
+        out.append(OutputSpec(
+            layer_id=f"habitat.l{level}", kind="habitat", title=f"EUNIS habitat, level {level} (Pl@ntBERT)",
+            description=(f"The EUNIS level-{level} habitat of each 50 m cell: Pl@ntBERT's level-3 class from the "
+                         f"cell's assemblage (species in decreasing probability), "
+                         + ("" if level == 3 else f"taken to level {level} by the code hierarchy, ")
+                         + "colour table by habitat group."),
+            units=None, colormap=None, resampling="nearest", nodata=0, dtype="uint8", legend=legend,
+            colortable=table))
+    out.append(OutputSpec(
+        layer_id="habitat.l3.probability", kind="habitat-probability", title="EUNIS habitat: class probability",
+        description="Pl@ntBERT's softmax probability of the level-3 class shown in habitat.l3 (0: no assemblage).",
+        units="probability", colormap="cividis", rescale=(0.0, 1.0)))
+    return out
+
+
+def _habitat_name(code: str) -> str:
+    from inference.data import eunis
+
+    try:
+        return eunis.habitat(code).name
+    except KeyError:
+        return ""
+
+
+# One layer, three bands (an RGB image: the array is [3, rows, cols]); 0 is nodata, colours 1..255.
+EMBEDDING_RGB = OutputSpec(
+    layer_id="embedding.pca", kind="embedding", title="BotaCLIP embedding (first three principal components)",
+    description=("Botanical embedding of each cell's Sentinel-2 patch (BotaCLIP): its first three principal "
+                 "components, fitted region-wide, as red, green and blue. Similar colours, similar "
+                 "vegetation as seen from space."),
+    units=None, colormap=None, nodata=0, dtype="uint8", resampling="average",
+    legend={"type": "rgb", "bands": ["PC1 (red)", "PC2 (green)", "PC3 (blue)"]})
+
 
 # Species layers are not in OUTPUTS: their number varies by meta-tile (only species in the
 # assemblage of some cell are written), so the run writes them from these two arrays.

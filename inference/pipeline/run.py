@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species, utcnow
 from backend.settings import Settings
 from inference.grid import MetaTile
-from inference.pipeline.outputs import OUTPUTS, SPECIES_CODES, SPECIES_PRESENT, TRUE_RICHNESS, OutputSpec, files_of
+from inference.pipeline.outputs import (EMBEDDING_RGB, OUTPUTS, SPECIES_CODES, SPECIES_PRESENT, TRUE_RICHNESS,
+                                        OutputSpec, files_of, habitat_outputs)
 from inference.pipeline.stages import RunProfile, compute_metatile, models_for, run_profile
 from tiles.cog import GDAL_ENV, write_cog, write_cog_band
 from tiles.colormaps import PROBABILITY_CODE_SCALE, continuous_legend
@@ -47,42 +48,53 @@ def _load_region(path: str):
     return load_region(Path(path))
 
 
-def expected_outputs(region) -> list[OutputSpec]:
+def expected_outputs(region, config: dict) -> list[OutputSpec]:
     """The outputs a run over ``region`` writes (the truth layers only where a truth exists)."""
     has_truth = hasattr(region, "iter_true_probability")
-    return [o for o in OUTPUTS if o.kind != TRUE_RICHNESS.kind or has_truth]
+    return [o for o in _all_outputs(config) if o.kind != TRUE_RICHNESS.kind or has_truth]
+
+
+def _all_outputs(config: dict) -> list[OutputSpec]:
+    specs = list(OUTPUTS)
+    if config.get("plantbert_checkpoint"):
+        specs += habitat_outputs(config["habitat_labels"])
+    if config.get("botaclip_checkpoint"):
+        specs.append(EMBEDDING_RGB)
+    return specs
 
 
 def _run_outputs(config: dict) -> list[OutputSpec]:
     wanted = set(config["outputs"])
-    return [o for o in OUTPUTS if o.layer_id in wanted]
+    return [o for o in _all_outputs(config) if o.layer_id in wanted]
 
 
 def create_run(sessions: sessionmaker[Session], region_name: str, region_path: Path, sdm_checkpoint: Path,
-               device: str = "auto") -> str:
+               device: str = "auto", plantbert_checkpoint: Path | None = None,
+               botaclip_checkpoint: Path | None = None) -> str:
     """Register a pending run over every meta-tile of the region at ``region_path``.
 
     The run's region-wide profile (conformal threshold, specialist species) is computed here once,
-    so every meta-tile, on any worker, uses the same species lists.
+    so every meta-tile, on any worker, uses the same species lists. Pl@ntBERT (habitat layers) and
+    BotaCLIP (embedding layer) take part when their checkpoints are given.
     """
     region = _load_region(str(region_path.resolve()))
-    if not sdm_checkpoint.is_file():
-        raise RunError(f"no SDM checkpoint at {sdm_checkpoint}: train one with `geoflora train sdm`")
-    profile = run_profile(region, models_for(sdm_checkpoint, device))
+    for what, path in (("SDM", sdm_checkpoint), ("Pl@ntBERT", plantbert_checkpoint), ("BotaCLIP", botaclip_checkpoint)):
+        if path is not None and not Path(path).is_file():
+            raise RunError(f"no {what} checkpoint at {path}: train one with `geoflora train`")
+    models = models_for(sdm_checkpoint, device, plantbert_checkpoint, botaclip_checkpoint)
+    profile = run_profile(region, models)
+    config = {
+        "region_path": str(region_path.resolve()),
+        "sdm_checkpoint": str(sdm_checkpoint.resolve()),
+        "plantbert_checkpoint": str(Path(plantbert_checkpoint).resolve()) if plantbert_checkpoint else None,
+        "botaclip_checkpoint": str(Path(botaclip_checkpoint).resolve()) if botaclip_checkpoint else None,
+        "habitat_labels": list(models.plantbert.labels) if models.plantbert is not None else None,
+        "profile": profile.to_dict(),
+    }
+    config["outputs"] = [o.layer_id for o in expected_outputs(region, config)]
     run_id = new_run_id(region_name)
     with sessions.begin() as session:
-        run = Run(
-            id=run_id,
-            region=region_name,
-            status="running",
-            is_live=False,
-            config={
-                "region_path": str(region_path.resolve()),
-                "sdm_checkpoint": str(sdm_checkpoint.resolve()),
-                "outputs": [o.layer_id for o in expected_outputs(region)],
-                "profile": profile.to_dict(),
-            },
-        )
+        run = Run(id=run_id, region=region_name, status="running", is_live=False, config=config)
         session.add(run)
         for tile in region.grid.metatiles():
             session.add(
@@ -157,7 +169,9 @@ def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[
         missing = [s.layer_id for s in specs if s.layer_id not in arrays]
         if missing:
             raise RunError(f"the cascade produced no {', '.join(missing)} for meta-tile {tile.id}")
-        data = np.stack([np.asarray(arrays[s.layer_id], dtype=s.dtype) for s in specs])
+        # a layer's array is one band [rows, cols] or several (an RGB image [3, rows, cols])
+        data = np.concatenate([np.asarray(arrays[s.layer_id], dtype=s.dtype).reshape(-1, *tile_shape())
+                               for s in specs])
         tags = {"GEOFLORA_FILE": name, "GEOFLORA_RUN": run_id}
         for s, band in zip(specs, data):
             vmax, p99 = _band_stats(band, s.nodata)
@@ -166,7 +180,7 @@ def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[
         jobs.append((f"{name}.tif", lambda name=name, data=data, specs=specs, tags=tags: write_cog(
             metatile_cog(settings.data_dir, run_id, tile.id, name), data, transform=tile.transform(),
             nodata=specs[0].nodata, band_names=[s.layer_id for s in specs], tags=tags,
-            resampling=specs[0].resampling)))
+            resampling=specs[0].resampling, colormap=specs[0].colortable)))
     written_species: list[int] = []
     if SPECIES_CODES in arrays and species_ids is not None:
         codes, present = arrays[SPECIES_CODES], arrays[SPECIES_PRESENT]
@@ -184,6 +198,12 @@ def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[
     tmp.write_text(json.dumps(manifest))
     os.replace(tmp, folder / MANIFEST)
     return manifest
+
+
+def tile_shape() -> tuple[int, int]:
+    from inference.grid import CELLS_PER_METATILE
+
+    return (CELLS_PER_METATILE, CELLS_PER_METATILE)
 
 
 def tile_cells() -> int:
@@ -215,7 +235,9 @@ def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id
     try:
         region = _load_region(config["region_path"])
         tile = MetaTile.from_id(tile_id)
-        models = models_for(Path(config["sdm_checkpoint"]), settings.device)
+        models = models_for(Path(config["sdm_checkpoint"]), settings.device,
+                            *(Path(p) if p else None for p in (config.get("plantbert_checkpoint"),
+                                                                config.get("botaclip_checkpoint"))))
         arrays = compute_metatile(region, tile, models, RunProfile.from_dict(config["profile"]))
         (metatile_dir(settings.data_dir, run_id, tile_id) / MANIFEST).unlink(missing_ok=True)
         write_outputs(settings, run_id, tile, arrays, outputs, species_ids=models.species_ids)
@@ -384,11 +406,13 @@ def live_run_for(sessions: sessionmaker[Session], region_name: str) -> str | Non
 
 
 def run_local(settings: Settings, sessions: sessionmaker[Session], region_name: str, region_path: Path,
-              sdm_checkpoint: Path, progress: bool = True) -> str:
+              sdm_checkpoint: Path, progress: bool = True, plantbert_checkpoint: Path | None = None,
+              botaclip_checkpoint: Path | None = None) -> str:
     """Create a run and compute it in this process, meta-tile after meta-tile, then go live."""
     from tqdm import tqdm
 
-    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device)
+    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device,
+                        plantbert_checkpoint, botaclip_checkpoint)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     for tile_id in tqdm(tiles, desc=f"run {run_id}", unit="meta-tile", disable=not progress):

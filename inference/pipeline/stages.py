@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,12 +23,14 @@ from tiles.colormaps import PROBABILITY_CODE_SCALE
 
 @dataclass
 class CascadeModels:
-    """The trained models a run uses, loaded once per process."""
+    """The trained models a run uses, loaded once per process (Pl@ntBERT and BotaCLIP optional)."""
 
     sdm: MetaTileSDM
     species_ids: np.ndarray
     thresholds: dict
     checkpoint: Path
+    plantbert: object | None = None
+    botaclip: object | None = None
 
     @property
     def threshold(self) -> float:
@@ -51,13 +55,25 @@ class RunProfile:
 
 
 @lru_cache(maxsize=2)
-def load_models(sdm_checkpoint: str, _mtime: float, device: str = "cpu") -> CascadeModels:
+def load_models(sdm_checkpoint: str, _mtime: float, device: str = "cpu", plantbert: str | None = None,
+                botaclip: str | None = None, _other_mtimes: tuple = ()) -> CascadeModels:
     model, norm, ck = load_sdm(Path(sdm_checkpoint))
+    pb = bc = None
+    if plantbert:
+        from inference.habitat.plantbert import load_plantbert
+
+        pb = load_plantbert(plantbert).to(device)
+    if botaclip:
+        from inference.botaclip.train import load_botaclip
+
+        bc = load_botaclip(Path(botaclip)).to(device)
     return CascadeModels(
         sdm=MetaTileSDM(model, norm, device=device),
         species_ids=np.asarray(ck["species_ids"]),
         thresholds=ck["thresholds"],
         checkpoint=Path(sdm_checkpoint),
+        plantbert=pb,
+        botaclip=bc,
     )
 
 
@@ -67,8 +83,11 @@ def resolve_device(setting: str = "auto") -> str:
     return setting
 
 
-def models_for(sdm_checkpoint: Path, device: str = "auto") -> CascadeModels:
-    return load_models(str(sdm_checkpoint), sdm_checkpoint.stat().st_mtime, resolve_device(device))
+def models_for(sdm_checkpoint: Path, device: str = "auto", plantbert: Path | None = None,
+               botaclip: Path | None = None) -> CascadeModels:
+    others = tuple(Path(p).stat().st_mtime for p in (plantbert, botaclip) if p)
+    return load_models(str(sdm_checkpoint), sdm_checkpoint.stat().st_mtime, resolve_device(device),
+                       str(plantbert) if plantbert else None, str(botaclip) if botaclip else None, others)
 
 
 def _check_species(region, models: CascadeModels) -> None:
@@ -99,38 +118,77 @@ def species_attributes(region, profile: RunProfile) -> SpeciesAttributes:
     return SpeciesAttributes.from_species(region.species, specialist)
 
 
-def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: RunProfile) -> dict[str, np.ndarray]:
-    """Every output array of ``tile``, keyed by layer id ([rows, cols]).
+class _Timer:
+    """Per-stage wall times (synchronising CUDA so a stage is charged its own kernels)."""
+
+    def __init__(self, sink: dict | None, device: torch.device) -> None:
+        self.sink, self.device = sink, device
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        yield
+        if self.sink is not None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.sink[stage] = self.sink.get(stage, 0.0) + time.perf_counter() - t0
+
+
+def _indicator_layer(key: str) -> str:
+    name, _, part = key.rpartition(".")
+    if key == "status.most":
+        return "indicator.status.most"
+    if name == "status":
+        return f"indicator.status.{part}"
+    return f"indicator.{name}" + (".ci" if part == "halfwidth" else "")
+
+
+def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: RunProfile,
+                     timings: dict | None = None) -> dict[str, np.ndarray]:
+    """Every output array of ``tile``, keyed by layer id ([rows, cols]); ``timings`` (if given)
+    receives the seconds of each stage: sdm, indicators, species, habitat, embedding, traits, truth.
 
     Cells in water are computed from their own inputs (the flora has aquatic habitats), not masked.
     """
     _check_species(region, models)
-    prob = models.sdm.probabilities(region, tile)  # [S, 500, 500], calibrated
-    ind = compute_indicators(prob, species_attributes(region, profile), profile.threshold)
-    out = {
+    timer = _Timer(timings, models.sdm.device)
+    with timer("sdm"):
+        prob = models.sdm.probabilities(region, tile)  # [S, 500, 500], calibrated
+    with timer("indicators"):
+        out = {_indicator_layer(k): v.cpu().numpy()
+               for k, v in compute_indicators(prob, species_attributes(region, profile), profile.threshold).items()}
+    with timer("species"):
         # Servable species layers: probability codes p x 250 (uint8) of the species that are in the
         # assemblage of at least one cell of the tile; the others are not written at all.
-        SPECIES_CODES: (prob * PROBABILITY_CODE_SCALE).round_().to(torch.uint8).cpu().numpy(),
-        SPECIES_PRESENT: (prob >= profile.threshold).flatten(1).any(1).cpu().numpy(),
-    }
-    for key, value in ind.items():
-        name, _, part = key.rpartition(".")
-        if key == "status.most":
-            layer = "indicator.status.most"
-        elif name == "status":
-            layer = f"indicator.status.{part}"
-        else:
-            layer = f"indicator.{name}" + (".ci" if part == "halfwidth" else "")
-        out[layer] = value.cpu().numpy()
-    mean, sd = cwm(prob, species_log_medians(region), profile.threshold)
-    for i, name in enumerate(TRAIT_TITLES):
-        m, d = mean[i].numpy(), sd[i].numpy()
-        empty = ~np.isfinite(m)
-        out[f"trait.{name.lower()}"] = np.where(empty, -1.0, np.exp(np.where(empty, 0.0, m))).astype(np.float32)
-        out[f"trait.{name.lower()}.sd"] = np.where(empty, -1.0, d).astype(np.float32)
+        out[SPECIES_CODES] = (prob * PROBABILITY_CODE_SCALE).round_().to(torch.uint8).cpu().numpy()
+        out[SPECIES_PRESENT] = (prob >= profile.threshold).flatten(1).any(1).cpu().numpy()
+    if models.plantbert is not None:
+        from inference.habitat.infer import classify_metatile
+
+        with timer("habitat"):
+            hm = classify_metatile(models.plantbert, prob, threshold=profile.threshold,
+                                   species_ids=models.species_ids, amp=prob.device.type == "cuda")
+            for level in (3, 2, 1):
+                idx, _codes = hm.level_index(level)
+                out[f"habitat.l{level}"] = (idx.astype(np.int16) + 1).astype(np.uint8)  # 0: no assemblage
+            out["habitat.l3.probability"] = np.where(hm.index >= 0, hm.probability, -1.0).astype(np.float32)
+    if models.botaclip is not None:
+        from inference.botaclip.embed import metatile_embeddings, pca_rgb
+
+        with timer("embedding"):
+            rgb = pca_rgb(metatile_embeddings(region, tile, models.botaclip), models.botaclip)
+            out["embedding.pca"] = np.maximum(rgb, 1)  # 0 is nodata
+    with timer("traits"):
+        mean, sd = cwm(prob, species_log_medians(region), profile.threshold)
+        for i, name in enumerate(TRAIT_TITLES):
+            m, d = np.asarray(mean[i]), np.asarray(sd[i])
+            empty = ~np.isfinite(m)
+            out[f"trait.{name.lower()}"] = np.where(empty, -1.0, np.exp(np.where(empty, 0.0, m))).astype(np.float32)
+            out[f"trait.{name.lower()}.sd"] = np.where(empty, -1.0, d).astype(np.float32)
     if hasattr(region, "iter_true_probability"):
-        truth = np.zeros((CELLS_PER_METATILE, CELLS_PER_METATILE), np.float64)
-        for _species, p in region.iter_true_probability(tile):
-            truth += p.sum(axis=0, dtype=np.float64)
-        out[TRUE_RICHNESS.layer_id] = truth.astype(np.float32)
+        with timer("truth"):
+            truth = np.zeros((CELLS_PER_METATILE, CELLS_PER_METATILE), np.float64)
+            for _species, p in region.iter_true_probability(tile):
+                truth += p.sum(axis=0, dtype=np.float64)
+            out[TRUE_RICHNESS.layer_id] = truth.astype(np.float32)
     return out
