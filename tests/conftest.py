@@ -60,7 +60,21 @@ def tiny_sdm(tmp_path_factory, tiny_samples) -> Path:
 
 
 @pytest.fixture(scope="session")
-def computed(tmp_path_factory, tiny_region, tiny_sdm):
+def tiny_botaclip(tmp_path_factory, tiny_region) -> Path:
+    """A small BotaCLIP trained briefly on the tiny region (checkpoint path)."""
+    from inference.botaclip.train import survey_pairs, train_botaclip
+    from inference.data.region import load_region
+    from tests.botaclip.test_botaclip import TINY_CNN, tiny_config, tiny_encoder
+
+    region = load_region(tiny_region)
+    out = tmp_path_factory.mktemp("models") / "botaclip.pt"
+    pairs = survey_pairs(region, seed=0, patch_size=TINY_CNN.patch_size)
+    train_botaclip(region, out, tiny_config(epochs=20), encoder=tiny_encoder(), pairs=pairs, log=lambda *_: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def computed(tmp_path_factory, tiny_region, tiny_sdm, tiny_botaclip):
     """Settings and session factory of a data dir whose tiny region has a live run."""
     from backend.db.engine import make_engine, make_sessionmaker, migrate
     from inference.pipeline.run import run_local
@@ -70,7 +84,8 @@ def computed(tmp_path_factory, tiny_region, tiny_sdm):
     settings = make_settings(data_dir, port=port, internal_url=f"http://127.0.0.1:{port}")
     migrate(settings.db_url)
     sessions = make_sessionmaker(make_engine(settings.db_url))
-    run_id = run_local(settings, sessions, "tiny", tiny_region, tiny_sdm, progress=False)
+    run_id = run_local(settings, sessions, "tiny", tiny_region, tiny_sdm, progress=False,
+                       botaclip_checkpoint=tiny_botaclip)
     return settings, sessions, run_id
 
 

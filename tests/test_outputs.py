@@ -142,6 +142,27 @@ def test_trait_layers_are_community_weighted_means(computed, tiny_region, tiny_s
         assert ((got == nodata) == (spread == nodata)).all()
 
 
+def test_embedding_layer_is_the_botaclip_pca_of_each_cell(computed, tiny_region, tiny_botaclip):
+    from inference.botaclip.embed import embed_points, pca_rgb
+    from inference.botaclip.train import load_botaclip
+    from inference.data.region import load_region
+
+    tile, _, nodata = _read(computed, "embedding.pca")
+    (cog,) = [c for c in _cogs(computed) if c.stem == "embedding.pca"]
+    with rasterio.open(cog) as src:
+        rgb = src.read()
+    assert rgb.shape == (3, 500, 500) and nodata == 0 and (rgb > 0).all()
+    region = load_region(tiny_region)
+    model = load_botaclip(tiny_botaclip)
+    rng = np.random.default_rng(4)
+    rows, cols = rng.integers(0, 500, 32), rng.integers(0, 500, 32)
+    x, y = region.cell_centres(tile)
+    emb = embed_points(region, model, x[rows, cols], y[rows, cols])  # [N, D], one patch per cell
+    expected = pca_rgb(emb.T[:, :, None], model)[:, :, 0]  # [3, N]
+    assert np.abs(rgb[:, rows, cols].astype(int) - np.maximum(expected, 1).astype(int)).max() <= 1
+    assert rgb.reshape(3, -1).std(1).min() > 5  # a picture, not a flat colour
+
+
 def test_species_layers_hold_the_probabilities_of_species_present_somewhere(computed, tiny_region, tiny_sdm):
     import json
 
