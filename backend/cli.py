@@ -273,7 +273,8 @@ def train_traits_cmd(region_name, csv_path, out, size, epochs, no_clean, referen
 @click.option("--plots", "n_plots", type=click.IntRange(100, 10_000_000), default=None,
               help="Truth-sampled training plots (TRAIN blocks).")
 @click.option("--sdm-lists", type=click.IntRange(0, 10_000_000), default=None,
-              help="Deep-SDM predicted lists (TRAIN blocks) mixed into training; needs the SDM checkpoint.")
+              help="Deep-SDM predicted lists (TRAIN blocks) mixed into training (default: 5000 when the "
+                   "SDM checkpoint exists, else 0).")
 @click.option("--sdm", "sdm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SDM checkpoint for --sdm-lists (default: data/models/<region>/sdm.pt).")
 @click.option("--top-n", type=click.IntRange(1, 510), default=None, help="Longest species list (default 100).")
@@ -297,6 +298,10 @@ def train_plantbert_cmd(region_name, out, size, epochs, mlm_epochs, n_plots, sdm
         if value is not None:
             setattr(config, key, value)
     sdm_path = sdm_path or settings.sdm_checkpoint(name)
+    if sdm_lists is None:
+        config.sdm_lists = 5000 if sdm_path.is_file() else 0
+        if not config.sdm_lists:
+            click.echo(f"no SDM checkpoint at {sdm_path}: training on truth-sampled plots only", err=True)
     if config.sdm_lists and not sdm_path.is_file():
         raise click.ClickException(f"--sdm-lists needs an SDM checkpoint, none at {sdm_path}")
     out = out or settings.plantbert_checkpoint(name)

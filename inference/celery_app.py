@@ -68,7 +68,8 @@ def finalize_run_task(_results, run_id: str) -> str:
     return run_id
 
 
-def submit_run(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path):
+def submit_run(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path,
+               plantbert_checkpoint: Path | None = None, botaclip_checkpoint: Path | None = None):
     """Create a run and fan it out over the workers: one task per meta-tile, then the finaliser.
 
     Returns the run id and the chord's result handle.
@@ -76,7 +77,8 @@ def submit_run(settings: Settings, sessions, region_name: str, region_path: Path
     from backend.db.models import Run
     from inference.pipeline.run import create_run
 
-    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device)
+    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device,
+                        plantbert_checkpoint, botaclip_checkpoint)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     # Signatures by task name on an app for ``settings``' broker: the client needs no task code.
@@ -121,8 +123,8 @@ def wait_for_run(sessions, run_id: str, result, timeout: float = 3600, progress:
 
 
 def run_with_celery(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path,
-                    timeout: float = 3600, progress: bool = True) -> str:
+                    timeout: float = 3600, progress: bool = True, **models: Path | None) -> str:
     """Fan a new run out over the workers and wait, with a progress bar, until it is live."""
-    run_id, result = submit_run(settings, sessions, region_name, region_path, sdm_checkpoint)
+    run_id, result = submit_run(settings, sessions, region_name, region_path, sdm_checkpoint, **models)
     wait_for_run(sessions, run_id, result, timeout=timeout, progress=progress)
     return run_id

@@ -207,7 +207,7 @@ def probability_tokens(p, top_n: int, threshold: float | None = None,
         raise ValueError(f"expected probabilities [n, S], got shape {tuple(t.shape)}")
     t = t.float()
     if species_tokens is not None:
-        st = torch.as_tensor(np.asarray(species_tokens, np.int64))
+        st = torch.as_tensor(np.asarray(species_tokens, np.int64), device=t.device)
         if st.shape != (t.shape[1],):
             raise ValueError(f"species_tokens must have one token per column ({t.shape[1]}), got {tuple(st.shape)}")
         if (st == PAD).any():
@@ -219,7 +219,7 @@ def probability_tokens(p, top_n: int, threshold: float | None = None,
     if threshold is not None:
         drop |= val < threshold
     tok = tok.masked_fill(drop, PAD)
-    return tok.numpy().astype(np.int32)
+    return tok.cpu().numpy().astype(np.int32)
 
 
 def load_sdm_runner(sdm_checkpoint: Path):

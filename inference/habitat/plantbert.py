@@ -211,9 +211,10 @@ class PlantBert:
         return tokens.astype(np.int32, copy=False)
 
     @torch.inference_mode()
-    def logits(self, tokens: np.ndarray, batch_size: int = 512) -> torch.Tensor:
+    def logits(self, tokens: np.ndarray, batch_size: int = 512, amp: bool = False) -> torch.Tensor:
         """float32 logits [n, C]. Lists are batched by length (each batch padded to its longest
-        list only) and scattered back to the input order."""
+        list only) and scattered back to the input order. ``amp``: bfloat16 autocast (about 2x
+        faster on CPUs with AVX512-BF16 and on GPUs; results differ slightly from float32)."""
         tokens = self._check(tokens)
         n = len(tokens)
         out = torch.empty((n, len(self.labels)), dtype=torch.float32)
@@ -222,19 +223,21 @@ class PlantBert:
         lengths = (tokens != PAD).sum(1)
         order = np.argsort(lengths, kind="stable")
         device = next(self.model.parameters()).device
-        for i in range(0, n, batch_size):
-            sel = order[i:i + batch_size]
-            ids, mask = model_inputs(tokens[sel])
-            out[torch.from_numpy(sel)] = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            for i in range(0, n, batch_size):
+                sel = order[i:i + batch_size]
+                ids, mask = model_inputs(tokens[sel])
+                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                out[torch.from_numpy(sel)] = logits.float().cpu()
         return out
 
-    def predict_proba(self, tokens: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    def predict_proba(self, tokens: np.ndarray, batch_size: int = 512, amp: bool = False) -> np.ndarray:
         """Level-3 class probabilities [n, C] (softmax)."""
-        return torch.softmax(self.logits(tokens, batch_size), 1).numpy()
+        return torch.softmax(self.logits(tokens, batch_size, amp), 1).numpy()
 
-    def predict(self, tokens: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, tokens: np.ndarray, batch_size: int = 512, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Level-3 class index [n] (into ``labels``) and its probability [n]."""
-        p = torch.softmax(self.logits(tokens, batch_size), 1)
+        p = torch.softmax(self.logits(tokens, batch_size, amp), 1)
         prob, idx = p.max(1)
         return idx.numpy().astype(np.int64), prob.numpy()
 
