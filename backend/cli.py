@@ -515,8 +515,9 @@ def _serve(settings: Settings, host=None, port=None, workers: int = 1) -> None:
 
 
 @main.command()
-def demo() -> None:
-    """Migrate; generate the demo region, train its SDM and compute it, each only if missing; serve."""
+@click.pass_context
+def demo(ctx) -> None:
+    """Migrate; generate the demo region, train its models and compute it, each only if missing; serve."""
     from inference.pipeline.run import live_run_for, run_local
 
     from inference.data.region import load_region
@@ -537,6 +538,13 @@ def demo() -> None:
         report = train_sdm(data, sdm_path, config, resume=True, log=click.echo)
         click.echo(f"deep-SDM held-out macro AUC {report['test']['macro_auc']:.3f}")
         del data
+    # The rest of the cascade: Pl@ntBERT (habitat layers) and BotaCLIP (embedding layer).
+    if not settings.plantbert_checkpoint(name).is_file():
+        click.echo("training the demo Pl@ntBERT...")
+        ctx.invoke(train_plantbert_cmd, region_name=name)
+    if not settings.botaclip_checkpoint(name).is_file():
+        click.echo("training the demo BotaCLIP...")
+        ctx.invoke(train_botaclip_cmd, region_name=name)
     run_id = live_run_for(sessions, name)
     if run_id is None:
         run_id = run_local(settings, sessions, name, path, sdm_path, **settings.cascade_checkpoints(name))

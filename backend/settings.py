@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         description="Conformal level: the chance of omitting a truly present species is at most alpha.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where models run (auto: CUDA if present).")
+    batch_s2_rows: int = Field(100, ge=1, le=500, description="Cascade: meta-tile cell rows per Sentinel-2 strip "
+                               "(GPU memory grows with it).")
+    batch_cubes: int = Field(4096, ge=1, description="Cascade: climate / Landsat cubes per encoder batch.")
+    batch_lists: int = Field(512, ge=1, description="Cascade: Pl@ntBERT species lists per batch.")
     pretrained_dir: Path | None = Field(
         None, description="Local folder of pretrained weights (DINOv2, Depth-Anything...); never a hub download."
     )

@@ -23,7 +23,7 @@ from backend.settings import Settings
 from inference.grid import MetaTile
 from inference.pipeline.outputs import (EMBEDDING_RGB, OUTPUTS, SPECIES_CODES, SPECIES_PRESENT, TRUE_RICHNESS,
                                         OutputSpec, files_of, habitat_outputs)
-from inference.pipeline.stages import RunProfile, compute_metatile, models_for, run_profile
+from inference.pipeline.stages import Batches, RunProfile, compute_metatile, models_for, run_profile
 from tiles.cog import GDAL_ENV, write_cog, write_cog_band
 from tiles.colormaps import PROBABILITY_CODE_SCALE, continuous_legend
 from tiles.layout import metatile_cog, metatile_dir, mosaic_path, relative
@@ -212,11 +212,14 @@ def tile_cells() -> int:
     return CELLS_PER_METATILE * CELLS_PER_METATILE
 
 
-def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id: str, tile_id: str) -> str:
+def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id: str, tile_id: str,
+                     writer=None):
     """Compute and write every output of one meta-tile. Returns 'done' or 'skipped' (already done).
 
     Idempotent: a meta-tile whose outputs are all in place is not recomputed. Each file is written
-    atomically, so a crash leaves either the old state or the complete file.
+    atomically, so a crash leaves either the old state or the complete file. With ``writer`` (an
+    executor), the files are written there and a future is returned at once, so the caller can
+    compute the next meta-tile while this one is written.
     """
     with sessions() as session:
         record = session.scalars(
@@ -232,20 +235,33 @@ def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id
         return "skipped"
     _set_tile_status(sessions, run_id, tile_id, "running")
     _remove_stale_temporaries(metatile_dir(settings.data_dir, run_id, tile_id))
+
+    def fail(exc: BaseException) -> None:
+        _set_tile_status(sessions, run_id, tile_id, "failed", error=f"{type(exc).__name__}: {exc}")
+
     try:
         region = _load_region(config["region_path"])
         tile = MetaTile.from_id(tile_id)
         models = models_for(Path(config["sdm_checkpoint"]), settings.device,
                             *(Path(p) if p else None for p in (config.get("plantbert_checkpoint"),
-                                                                config.get("botaclip_checkpoint"))))
+                                                                config.get("botaclip_checkpoint"))),
+                            batches=Batches.from_settings(settings))
         arrays = compute_metatile(region, tile, models, RunProfile.from_dict(config["profile"]))
         (metatile_dir(settings.data_dir, run_id, tile_id) / MANIFEST).unlink(missing_ok=True)
-        write_outputs(settings, run_id, tile, arrays, outputs, species_ids=models.species_ids)
     except Exception as exc:
-        _set_tile_status(sessions, run_id, tile_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        fail(exc)
         raise
-    _set_tile_status(sessions, run_id, tile_id, "done")
-    return "done"
+
+    def write() -> str:
+        try:
+            write_outputs(settings, run_id, tile, arrays, outputs, species_ids=models.species_ids)
+        except Exception as exc:
+            fail(exc)
+            raise
+        _set_tile_status(sessions, run_id, tile_id, "done")
+        return "done"
+
+    return write() if writer is None else writer.submit(write)
 
 
 def _nice_max(value: float) -> float:
@@ -415,8 +431,18 @@ def run_local(settings: Settings, sessions: sessionmaker[Session], region_name: 
                         plantbert_checkpoint, botaclip_checkpoint)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
-    for tile_id in tqdm(tiles, desc=f"run {run_id}", unit="meta-tile", disable=not progress):
-        process_metatile(settings, sessions, run_id, tile_id)
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    # Meta-tile i's COGs are written while meta-tile i + 1 is computed (one in flight bounds memory).
+    pending: Future | None = None
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for tile_id in tqdm(tiles, desc=f"run {run_id}", unit="meta-tile", disable=not progress):
+            result = process_metatile(settings, sessions, run_id, tile_id, writer=writer)
+            if pending is not None:
+                pending.result()
+            pending = result if isinstance(result, Future) else None
+        if pending is not None:
+            pending.result()
     finalize_run(settings, sessions, run_id)
     return run_id
 

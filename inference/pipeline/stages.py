@@ -31,6 +31,7 @@ class CascadeModels:
     checkpoint: Path
     plantbert: object | None = None
     botaclip: object | None = None
+    batches: "Batches" = None
 
     @property
     def threshold(self) -> float:
@@ -54,9 +55,22 @@ class RunProfile:
         return cls(float(d["threshold"]), tuple(int(i) for i in d["specialists"]), int(d["sample_cells"]))
 
 
+@dataclass(frozen=True)
+class Batches:
+    """Batch sizes of the cascade (settings ``batch_*``)."""
+
+    s2_rows: int = 100
+    cubes: int = 4096
+    lists: int = 512
+
+    @classmethod
+    def from_settings(cls, settings) -> "Batches":
+        return cls(settings.batch_s2_rows, settings.batch_cubes, settings.batch_lists)
+
+
 @lru_cache(maxsize=2)
 def load_models(sdm_checkpoint: str, _mtime: float, device: str = "cpu", plantbert: str | None = None,
-                botaclip: str | None = None, _other_mtimes: tuple = ()) -> CascadeModels:
+                botaclip: str | None = None, _other_mtimes: tuple = (), batches: Batches = Batches()) -> CascadeModels:
     model, norm, ck = load_sdm(Path(sdm_checkpoint))
     pb = bc = None
     if plantbert:
@@ -68,12 +82,13 @@ def load_models(sdm_checkpoint: str, _mtime: float, device: str = "cpu", plantbe
 
         bc = load_botaclip(Path(botaclip)).to(device)
     return CascadeModels(
-        sdm=MetaTileSDM(model, norm, device=device),
+        sdm=MetaTileSDM(model, norm, device=device, strip_rows=batches.s2_rows, unique_batch=batches.cubes),
         species_ids=np.asarray(ck["species_ids"]),
         thresholds=ck["thresholds"],
         checkpoint=Path(sdm_checkpoint),
         plantbert=pb,
         botaclip=bc,
+        batches=batches,
     )
 
 
@@ -84,10 +99,10 @@ def resolve_device(setting: str = "auto") -> str:
 
 
 def models_for(sdm_checkpoint: Path, device: str = "auto", plantbert: Path | None = None,
-               botaclip: Path | None = None) -> CascadeModels:
+               botaclip: Path | None = None, batches: Batches = Batches()) -> CascadeModels:
     others = tuple(Path(p).stat().st_mtime for p in (plantbert, botaclip) if p)
     return load_models(str(sdm_checkpoint), sdm_checkpoint.stat().st_mtime, resolve_device(device),
-                       str(plantbert) if plantbert else None, str(botaclip) if botaclip else None, others)
+                       str(plantbert) if plantbert else None, str(botaclip) if botaclip else None, others, batches)
 
 
 def _check_species(region, models: CascadeModels) -> None:
@@ -167,7 +182,8 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
 
         with timer("habitat"):
             hm = classify_metatile(models.plantbert, prob, threshold=profile.threshold,
-                                   species_ids=models.species_ids, amp=prob.device.type == "cuda")
+                                   species_ids=models.species_ids, amp=prob.device.type == "cuda",
+                                   batch_size=(models.batches or Batches()).lists)
             for level in (3, 2, 1):
                 idx, _codes = hm.level_index(level)
                 out[f"habitat.l{level}"] = (idx.astype(np.int16) + 1).astype(np.uint8)  # 0: no assemblage

@@ -41,10 +41,9 @@ import torch
 
 from inference.grid import CELL_M, CELLS_PER_METATILE
 
-from .data import PhotoSet, block_folds, block_split, load_photos, photo_features
+from .data import PhotoSet, block_folds, block_split, load_photos
 from .maps import CWMAccumulator, block_mean, grid_aggregate
-from .model import FrozenEncoders
-from .train import Features, TraitTrainConfig, fit_model, predict_z
+from .train import Features, TraitTrainConfig, encode_photos, fit_model, predict_z
 
 
 def weighted_metrics(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None) -> dict:
@@ -204,12 +203,7 @@ def evaluate_traits(region, cfg: TraitTrainConfig | None = None, grid_m: float =
     photos = load_photos(region.photos_csv)
     if photos.truth is None:
         raise ValueError(f"{region.path}: photos_truth.csv is missing; trait evaluation needs a generated region")
-    mcfg = cfg.model_config()
-    encoders = FrozenEncoders(mcfg, dinov2_path, depth_path if mcfg.use_depth else None)
-    t0 = time.perf_counter()
-    feats = Features.build(photo_features(encoders, photos, cache_dir, log=log), photos)
-    encode_s = time.perf_counter() - t0
-    log(f"encoded {len(photos)} photos in {encode_s:.1f} s")
+    feats, encode_s, _ = encode_photos(cfg, photos, dinov2_path, depth_path, cache_dir, log)
     fold = block_folds(photos.x, photos.y, folds, cfg.seed, block_m=10_000)
 
     truth_mean, _ = truth_cwm(region, log)

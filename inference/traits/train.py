@@ -409,6 +409,17 @@ def fit_model(photos: PhotoSet, feats: Features, train_idx: np.ndarray, ref_idx:
     return net, scaler, record, screen
 
 
+def encode_photos(cfg, photos: PhotoSet, dinov2_path, depth_path, cache_dir, log=print):
+    """Frozen-encoder features of every photo (cached on disk), the seconds it took, the encoders."""
+    mcfg = cfg.model_config()
+    encoders = FrozenEncoders(mcfg, dinov2_path, depth_path if mcfg.use_depth else None)
+    t0 = time.perf_counter()
+    feats = Features.build(photo_features(encoders, photos, cache_dir, log=log), photos)
+    encode_s = time.perf_counter() - t0
+    log(f"encoded {len(photos)} photos in {encode_s:.1f} s")
+    return feats, encode_s, encoders
+
+
 def train_traits(photos: PhotoSet, out: Path, cfg: TraitTrainConfig, dinov2_path: Path | None = None,
                  depth_path: Path | None = None, climplicit_path: Path | None = None,
                  cache_dir: Path | None = None, log=print) -> dict:
@@ -424,11 +435,7 @@ def train_traits(photos: PhotoSet, out: Path, cfg: TraitTrainConfig, dinov2_path
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
-    encoders = FrozenEncoders(mcfg, dinov2_path, depth_path if mcfg.use_depth else None)
-    t0 = time.perf_counter()
-    feats = Features.build(photo_features(encoders, photos, cache_dir, log=log), photos)
-    encode_s = time.perf_counter() - t0
-    log(f"encoded {len(photos)} photos in {encode_s:.1f} s")
+    feats, encode_s, encoders = encode_photos(cfg, photos, dinov2_path, depth_path, cache_dir, log)
     is_ref = block_split(photos.x, photos.y, cfg.reference_fraction, cfg.seed, cfg.block_m)
     train_idx, ref_idx = np.flatnonzero(~is_ref), np.flatnonzero(is_ref)
     log(f"training photos {len(train_idx)}, reference photos {len(ref_idx)} ({cfg.block_m / 1000:g} km blocks)")
