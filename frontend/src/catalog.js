@@ -35,8 +35,12 @@ export function findLayer(layers, id) {
   return (layers || []).find((layer) => layer.id === id) ?? null
 }
 
-/** Id of the layer to show first: the first one as listed (grouped), or null. */
+/** The layer a new visitor sees first: species richness when the run has it. */
+export const DEFAULT_LAYER_ID = 'indicator.richness'
+
+/** Id of the layer to show first: the default one if present, else the first as listed, or null. */
 export function firstLayerId(layers) {
+  if (findLayer(layers, DEFAULT_LAYER_ID)) return DEFAULT_LAYER_ID
   return groupLayersByKind(layers)[0]?.layers[0]?.id ?? null
 }
 

@@ -49,8 +49,13 @@ describe('layer lookup', () => {
     expect(findLayer(layers, 'nope')).toBeNull()
   })
 
-  it('picks the first layer as listed, not as sent', () => {
-    expect(firstLayerId(layers)).toBe('habitat.eunis3')
+  it('shows species richness first when the run has it', () => {
+    expect(firstLayerId(layers)).toBe('indicator.richness')
+  })
+
+  it('otherwise picks the first layer as listed, not as sent', () => {
+    const others = [layer('indicator.trees', 'indicator'), layer('habitat.eunis3', 'habitat')]
+    expect(firstLayerId(others)).toBe('habitat.eunis3')
     expect(firstLayerId([])).toBeNull()
   })
 
