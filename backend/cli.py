@@ -277,12 +277,16 @@ def train_traits_cmd(region_name, csv_path, out, size, epochs, no_clean, referen
                    "SDM checkpoint exists, else 0).")
 @click.option("--sdm", "sdm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SDM checkpoint for --sdm-lists (default: data/models/<region>/sdm.pt).")
+@click.option("--true-lists", type=click.IntRange(0, 10_000_000), default=None,
+              help="Lists ordered by true probability (a perfect SDM, TRAIN blocks) mixed into training.")
+@click.option("--finetune-epochs", type=click.IntRange(0, 1000), default=None,
+              help="Stage 2b epochs over the predicted lists (default 1).")
 @click.option("--top-n", type=click.IntRange(1, 510), default=None, help="Longest species list (default 100).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default per size).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
 @click.option("--seed", type=int, default=0, help="Must be the deep-SDM's seed (same block split).")
-def train_plantbert_cmd(region_name, out, size, epochs, mlm_epochs, n_plots, sdm_lists, sdm_path, top_n, lr,
-                        batch_size, seed) -> None:
+def train_plantbert_cmd(region_name, out, size, epochs, mlm_epochs, n_plots, sdm_lists, sdm_path, true_lists,
+                        finetune_epochs, top_n, lr, batch_size, seed) -> None:
     """Pl@ntBERT: masked-species pretraining, then EUNIS level-3 classification of species lists."""
     import json
 
@@ -294,7 +298,8 @@ def train_plantbert_cmd(region_name, out, size, epochs, mlm_epochs, n_plots, sdm
     region = load_region(_existing_region(settings, name))
     config = PlantBertConfig(size=size, seed=seed, lr=lr)
     for key, value in (("cls_epochs", epochs), ("mlm_epochs", mlm_epochs), ("n_plots", n_plots),
-                       ("sdm_lists", sdm_lists), ("top_n", top_n), ("batch_size", batch_size)):
+                       ("sdm_lists", sdm_lists), ("true_lists", true_lists), ("finetune_epochs", finetune_epochs),
+                       ("top_n", top_n), ("batch_size", batch_size)):
         if value is not None:
             setattr(config, key, value)
     sdm_path = sdm_path or settings.sdm_checkpoint(name)

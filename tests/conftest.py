@@ -74,7 +74,25 @@ def tiny_botaclip(tmp_path_factory, tiny_region) -> Path:
 
 
 @pytest.fixture(scope="session")
-def computed(tmp_path_factory, tiny_region, tiny_sdm, tiny_botaclip):
+def tiny_plantbert(tmp_path_factory, tiny_region) -> Path:
+    """A small Pl@ntBERT over the tiny region's species and habitats, weights seeded, not trained:
+    the pipeline tests check plumbing (lists, levels, colour tables), tests/habitat check learning."""
+    import torch
+
+    from inference.data.region import load_region
+    from inference.habitat.plantbert import PlantBert, Vocab, bert_kwargs, build_classifier
+    from tests.habitat.test_plantbert import TINY_BERT
+
+    region = load_region(tiny_region)
+    torch.manual_seed(0)
+    labels = list(region.meta["habitat_codes"])
+    kw = bert_kwargs("demo", len(Vocab.from_region(region)), 30, len(labels), **TINY_BERT)
+    pb = PlantBert(build_classifier(kw), Vocab.from_region(region), labels, top_n=30, kwargs=kw)
+    return pb.save(tmp_path_factory.mktemp("models") / "plantbert.pt")
+
+
+@pytest.fixture(scope="session")
+def computed(tmp_path_factory, tiny_region, tiny_sdm, tiny_botaclip, tiny_plantbert):
     """Settings and session factory of a data dir whose tiny region has a live run."""
     from backend.db.engine import make_engine, make_sessionmaker, migrate
     from inference.pipeline.run import run_local
@@ -85,7 +103,7 @@ def computed(tmp_path_factory, tiny_region, tiny_sdm, tiny_botaclip):
     migrate(settings.db_url)
     sessions = make_sessionmaker(make_engine(settings.db_url))
     run_id = run_local(settings, sessions, "tiny", tiny_region, tiny_sdm, progress=False,
-                       botaclip_checkpoint=tiny_botaclip)
+                       botaclip_checkpoint=tiny_botaclip, plantbert_checkpoint=tiny_plantbert)
     return settings, sessions, run_id
 
 

@@ -163,6 +163,40 @@ def test_embedding_layer_is_the_botaclip_pca_of_each_cell(computed, tiny_region,
     assert rgb.reshape(3, -1).std(1).min() > 5  # a picture, not a flat colour
 
 
+def test_habitat_layers_follow_the_eunis_hierarchy_and_the_model(computed, tiny_plantbert):
+    from backend.db.models import Layer
+    from inference.data import eunis
+    from inference.habitat.plantbert import load_plantbert
+    from sqlalchemy import select
+
+    settings, sessions, run_id = computed
+    with sessions() as session:
+        layers = {lay.id: lay for lay in session.scalars(select(Layer).where(Layer.run_id == run_id))}
+    codes = {}
+    for level in (3, 2, 1):
+        legend = layers[f"habitat.l{level}"].legend
+        assert legend["type"] == "categorical"
+        codes[level] = {item["value"]: item["code"] for item in legend["items"]}
+        assert all(eunis.code_level(c) == level for c in codes[level].values())
+        (cog,) = [c for c in _cogs(computed) if c.stem == f"habitat.l{level}"]
+        with rasterio.open(cog) as src:
+            assert src.colormap(1)[1][3] == 255 and src.nodata == 0  # a colour table for the classes
+    _, l3, _ = _read(computed, "habitat.l3")
+    _, l2, _ = _read(computed, "habitat.l2")
+    _, l1, _ = _read(computed, "habitat.l1")
+    _, prob, _ = _read(computed, "habitat.l3.probability")
+    assert ((l3 == 0) == (l2 == 0)).all() and ((l3 == 0) == (prob == -1)).all()
+    assert (l3 > 0).mean() > 0.5  # most cells have an assemblage
+    pairs = np.unique(np.stack([l3.ravel(), l2.ravel(), l1.ravel()]), axis=1)
+    for v3, v2, v1 in pairs.T:
+        if v3:  # every cell's level-2 and level-1 codes are the ancestors of its level-3 code
+            assert eunis.at_level(codes[3][v3], 2) == codes[2][v2]
+            assert eunis.at_level(codes[3][v3], 1) == codes[1][v1]
+    valid = prob[prob >= 0]
+    labels = load_plantbert(tiny_plantbert).labels
+    assert (valid >= 1 / len(labels) - 1e-6).all() and (valid <= 1).all()  # the winning softmax share
+
+
 def test_species_layers_hold_the_probabilities_of_species_present_somewhere(computed, tiny_region, tiny_sdm):
     import json
 

@@ -234,14 +234,12 @@ def sdm_probabilities(region, sdm, x: np.ndarray, y: np.ndarray, log=None) -> tu
     from inference.sdm.predict import per_patch_probabilities
 
     model, norm, ck = sdm
-    torch_threads = torch.get_num_threads()
     out = []
     step = 2048
     for i in range(0, len(x), step):
         out.append(per_patch_probabilities(model, norm, region, x[i:i + step], y[i:i + step]))
         if log:
             log(f"  SDM probabilities {min(len(x), i + step)}/{len(x)} cells")
-    torch.set_num_threads(torch_threads)
     return (np.concatenate(out) if out else np.zeros((0, len(ck["species_ids"])), np.float32)), ck["species_ids"]
 
 

@@ -180,3 +180,40 @@ def test_plantbert_learns(tmp_path, region):
     train_majority = float((test.label == pb.labels.index(top)).mean())
     assert acc > max(majority, train_majority) + 0.15, (acc, majority)
     assert ((prob > 0) & (prob <= 1)).all()
+
+
+def test_cli_classify_tsv(tmp_path, random_bert):
+    from click.testing import CliRunner
+
+    from backend.cli import main
+
+    model = random_bert.save(tmp_path / "plantbert.pt")
+    names = list(random_bert.vocab.names)
+    tsv = tmp_path / "obs.tsv"
+    write_plantbert_observations(tsv, [names[:4], ["Nonexistia fantastica", names[2]]])
+    res = CliRunner().invoke(main, ["habitat", "classify", "--tsv", str(tsv), "--model", str(model)])
+    assert res.exit_code == 0, res.output
+    lines = [line.split("\t") for line in res.stdout.strip().splitlines()]
+    assert lines[0][:4] == ["line", "level3", "level2", "level1"] and len(lines) == 3
+    assert lines[2][5] == "Nonexistia fantastica"
+    for row in lines[1:]:
+        assert row[2] == eunis.at_level(row[1], 2) and row[3] == eunis.at_level(row[1], 1)
+    bad = CliRunner().invoke(main, ["habitat", "classify", "--tsv", str(tsv), "--model", str(tsv)])
+    assert bad.exit_code != 0 and "not a Pl@ntBERT checkpoint" in bad.output
+
+
+def test_evaluation_table(tmp_path, region, random_bert):
+    from dataclasses import asdict
+
+    from inference.habitat.evaluate import evaluate_plantbert, format_table
+
+    cfg = PlantBertConfig(n_plots=300, n_val=100, top_n=30)
+    path = random_bert.save(tmp_path / "pb.pt", asdict(cfg))
+    res = evaluate_plantbert(region, path, None, n_test=200, top_ns=(10, 30), mlp_epochs=2, log=lambda *_: None)
+    rows = res["rows"]
+    assert len(rows) == 2 * 2 * 4  # (truth plots, true-p lists) x (top 10, top 30) x 4 models
+    for r in rows:
+        # a right level-3 habitat is right at levels 2 and 1
+        assert 0 <= r["level3"] <= r["level2"] <= r["level1"] <= 1
+    table = format_table(rows)
+    assert "| truth plots | 10 | Pl@ntBERT |" in table and "| true-p lists | 30 | MLP |" in table
