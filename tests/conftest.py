@@ -59,6 +59,20 @@ def tiny_sdm(tmp_path_factory, tiny_samples) -> Path:
     return out
 
 
+@pytest.fixture()
+def cli_data_dir(tiny_region, tmp_path, monkeypatch) -> Path:
+    """A data dir holding the tiny region as ``tiny``, made the settings' data dir for CLI tests
+    (the settings cache is cleared on the way in and out)."""
+    from backend.settings import get_settings
+
+    (tmp_path / "regions").mkdir()
+    (tmp_path / "regions" / "tiny").symlink_to(tiny_region)
+    monkeypatch.setenv("GEOFLORA_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def tiny_botaclip(tmp_path_factory, tiny_region) -> Path:
     """A small BotaCLIP trained briefly on the tiny region (checkpoint path)."""

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species, utcnow
 from backend.settings import Settings
-from inference.grid import MetaTile
+from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.pipeline.outputs import (EMBEDDING_RGB, OUTPUTS, SPECIES_CODES, SPECIES_PRESENT, TRUE_RICHNESS,
                                         OutputSpec, files_of, habitat_outputs)
 from inference.pipeline.stages import Batches, RunProfile, compute_metatile, models_for, run_profile
@@ -170,7 +170,7 @@ def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[
         if missing:
             raise RunError(f"the cascade produced no {', '.join(missing)} for meta-tile {tile.id}")
         # a layer's array is one band [rows, cols] or several (an RGB image [3, rows, cols])
-        data = np.concatenate([np.asarray(arrays[s.layer_id], dtype=s.dtype).reshape(-1, *tile_shape())
+        data = np.concatenate([np.asarray(arrays[s.layer_id], dtype=s.dtype).reshape(-1, CELLS_PER_METATILE, CELLS_PER_METATILE)
                                for s in specs])
         tags = {"GEOFLORA_FILE": name, "GEOFLORA_RUN": run_id}
         for s, band in zip(specs, data):
@@ -193,23 +193,11 @@ def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         paths = dict(zip([name for name, _ in jobs], pool.map(lambda job: job[1](), jobs)))
     manifest = {"tile": tile.id, "run": run_id, "files": {name: p.stat().st_size for name, p in paths.items()},
-                "species": written_species, "cells": int(tile_cells())}
+                "species": written_species, "cells": CELLS_PER_METATILE * CELLS_PER_METATILE}
     tmp = folder / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest))
     os.replace(tmp, folder / MANIFEST)
     return manifest
-
-
-def tile_shape() -> tuple[int, int]:
-    from inference.grid import CELLS_PER_METATILE
-
-    return (CELLS_PER_METATILE, CELLS_PER_METATILE)
-
-
-def tile_cells() -> int:
-    from inference.grid import CELLS_PER_METATILE
-
-    return CELLS_PER_METATILE * CELLS_PER_METATILE
 
 
 def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id: str, tile_id: str,

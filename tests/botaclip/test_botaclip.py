@@ -186,29 +186,21 @@ def test_a_local_transformers_encoder_trains_and_embeds(region, pairs, tmp_path)
     np.testing.assert_allclose(emb[:, 50, ::50].T, ref, atol=1e-4)
 
 
-def test_cli_trains_botaclip(tiny_region, tmp_path, monkeypatch):
+def test_cli_trains_botaclip(cli_data_dir):
     from click.testing import CliRunner
 
     from backend.cli import main
-    from backend.settings import get_settings
 
-    (tmp_path / "regions").mkdir()
-    (tmp_path / "regions" / "tiny").symlink_to(tiny_region)
-    monkeypatch.setenv("GEOFLORA_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    try:
-        runner = CliRunner()
-        r = runner.invoke(main, ["train", "botaclip", "--region", "tiny", "--encoder", str(tmp_path / "missing")])
-        assert r.exit_code != 0 and "not found" in r.output
-        r = runner.invoke(main, ["train", "botaclip", "--region", "tiny", "--epochs", "2", "--ssl-steps", "0"])
-        assert r.exit_code == 0, r.output
-        models = tmp_path / "models" / "tiny"
-        assert (models / "botaclip.pt").is_file() and (models / "botaclip.json").is_file()
-        assert (models / "eo_encoder.pt").is_file()  # the demo encoder, reusable as GEOFLORA_EO_ENCODER_PATH
-        enc = load_frozen_encoder(models / "eo_encoder.pt")
-        assert isinstance(enc, CellCNN) and enc.normalizer is not None
-    finally:
-        get_settings.cache_clear()
+    runner = CliRunner()
+    r = runner.invoke(main, ["train", "botaclip", "--region", "tiny", "--encoder", str(cli_data_dir / "missing")])
+    assert r.exit_code != 0 and "not found" in r.output
+    r = runner.invoke(main, ["train", "botaclip", "--region", "tiny", "--epochs", "2", "--ssl-steps", "0"])
+    assert r.exit_code == 0, r.output
+    models = cli_data_dir / "models" / "tiny"
+    assert (models / "botaclip.pt").is_file() and (models / "botaclip.json").is_file()
+    assert (models / "eo_encoder.pt").is_file()  # the demo encoder, reusable as GEOFLORA_EO_ENCODER_PATH
+    enc = load_frozen_encoder(models / "eo_encoder.pt")
+    assert isinstance(enc, CellCNN) and enc.normalizer is not None
 
 
 @pytest.mark.slow

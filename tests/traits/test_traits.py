@@ -385,31 +385,24 @@ def test_pretrained_folders_load_locally(tmp_path):
 # command line
 
 
-def test_cli_trains_traits(tiny_region, tmp_path, monkeypatch):
+def test_cli_trains_traits(cli_data_dir, monkeypatch):
     from click.testing import CliRunner
 
     from backend.cli import main
     from backend.settings import get_settings
 
-    (tmp_path / "regions").mkdir()
-    (tmp_path / "regions" / "tiny").symlink_to(tiny_region)
-    monkeypatch.setenv("GEOFLORA_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    monkeypatch.setenv("GEOFLORA_DINOV2_PATH", str(cli_data_dir / "missing"))
     get_settings.cache_clear()
-    try:
-        runner = CliRunner()
-        monkeypatch.setenv("GEOFLORA_DINOV2_PATH", str(tmp_path / "missing"))
-        get_settings.cache_clear()
-        r = runner.invoke(main, ["train", "traits", "--region", "tiny", "--size", "tiny", "--epochs", "2"])
-        assert r.exit_code != 0 and "not found" in r.output
-        monkeypatch.delenv("GEOFLORA_DINOV2_PATH")
-        get_settings.cache_clear()
-        r = runner.invoke(main, ["train", "traits", "--region", "tiny", "--size", "tiny", "--epochs", "2",
-                                 "--no-clean"])
-        assert r.exit_code == 0, r.output
-        assert (tmp_path / "models" / "tiny" / "traits.pt").is_file()
-        assert (tmp_path / "models" / "tiny" / "traits.json").is_file()
-    finally:
-        get_settings.cache_clear()
+    r = runner.invoke(main, ["train", "traits", "--region", "tiny", "--size", "tiny", "--epochs", "2"])
+    assert r.exit_code != 0 and "not found" in r.output
+    monkeypatch.delenv("GEOFLORA_DINOV2_PATH")
+    get_settings.cache_clear()
+    r = runner.invoke(main, ["train", "traits", "--region", "tiny", "--size", "tiny", "--epochs", "2",
+                             "--no-clean"])
+    assert r.exit_code == 0, r.output
+    assert (cli_data_dir / "models" / "tiny" / "traits.pt").is_file()
+    assert (cli_data_dir / "models" / "tiny" / "traits.json").is_file()
 
 
 @pytest.mark.slow
