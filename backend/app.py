@@ -16,7 +16,9 @@ from backend.errors import add_exception_handlers
 from backend.routes import health, layers, runs
 from backend.settings import Settings, get_settings
 from tiles.mapproxy_app import MapProxyMount
+from tiles import xyz
 from tiles.titiler_app import mount_titiler
+from tiles.xyz import TileCache
 
 DESCRIPTION = """
 GeoFlora maps Europe's plants at 50 m: species, EUNIS habitats, biodiversity indicators and plant
@@ -99,8 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (health, layers, runs):
         app.include_router(module.router, prefix="/api")
+    app.state.tile_cache = TileCache(settings.tile_cache_mb * 2**20)
+    app.include_router(xyz.router)  # before TiTiler: the lean path for the catalog's own rendering
     mount_titiler(app)
-
 
     dist = settings.frontend_dist
     if (dist / "index.html").is_file():

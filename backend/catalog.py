@@ -35,7 +35,8 @@ class LayerInfo:
     species_id: int | None = None
 
     def render_query(self) -> str:
-        """TiTiler query string that renders this layer as its legend says."""
+        """TiTiler query string that renders this layer as its legend says (for TiTiler's own
+        ``/tiles/{id}/tiles/WebMercatorQuad/{z}/{x}/{y}.png``)."""
         # an RGB layer (the BotaCLIP embedding) renders its three bands as red, green and blue
         parts = ["bidx=1&bidx=2&bidx=3"] if self.kind == "embedding" else [f"bidx={self.band}"]
         if self.colormap:
@@ -46,7 +47,7 @@ class LayerInfo:
 
     def tiles_path(self) -> str:
         """XYZ URL template (Leaflet / QGIS style) relative to the server root."""
-        return f"/tiles/{self.id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{self.render_query()}"
+        return f"/tiles/{self.id}/{{z}}/{{x}}/{{y}}.png"
 
 
 @dataclass(frozen=True)

@@ -506,15 +506,10 @@ def serve(host, port, workers) -> None:
 
 
 def _serve(settings: Settings, host=None, port=None, workers: int = 1) -> None:
-    import os
-
     import uvicorn
 
     host = host or settings.host
     port = port or settings.port
-    # MapProxy reaches TiTiler over HTTP at this address; workers read settings from the env.
-    os.environ.setdefault("GEOFLORA_INTERNAL_URL", f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
-    get_settings.cache_clear()
     _print_urls(get_settings().model_copy(update={"host": host, "port": port}))
     uvicorn.run("backend.main:app", host=host, port=port, workers=workers, log_level="warning")
 

@@ -42,10 +42,6 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    internal_url: str | None = Field(
-        None,
-        description="Base URL at which MapProxy reaches this server's TiTiler (default http://host:port).",
-    )
     frontend_dist: Path = Field(REPO_ROOT / "frontend" / "dist", description="Built single-page app.")
 
     # Demo region (``make run``)
@@ -90,7 +86,13 @@ class Settings(BaseSettings):
     )
 
     # Limits
-    max_image_px: int = Field(4096, ge=256, description="Largest WMS GetMap width or height.")
+    max_image_px: int = Field(4096, ge=256, description="Largest WMS GetMap / GetFeatureInfo width or height.")
+    max_tiles_per_request: int = Field(
+        500, ge=1, description="Most cached tiles MapProxy may merge for one request (MapProxy max_tile_limit)."
+    )
+    tile_cache_mb: int = Field(
+        64, ge=0, description="In-memory cache of rendered XYZ tiles per server process, MiB (0: off)."
+    )
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted.")
     max_area_km2: float = Field(20_000.0, gt=0, description="Largest area a report may cover.")
     max_vertices: int = Field(10_000, ge=4, description="Most vertices in a report geometry.")
@@ -117,10 +119,6 @@ class Settings(BaseSettings):
         if self.broker_url and self.broker_url.startswith("redis"):
             return self.broker_url
         return f"db+sqlite:///{self.data_dir / 'celery-results.sqlite'}"
-
-    @property
-    def tiles_base_url(self) -> str:
-        return (self.internal_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def regions_dir(self) -> Path:

@@ -113,7 +113,7 @@ def computed(tmp_path_factory, tiny_region, tiny_sdm, tiny_botaclip, tiny_plantb
 
     data_dir = tmp_path_factory.mktemp("data")
     port = free_port()
-    settings = make_settings(data_dir, port=port, internal_url=f"http://127.0.0.1:{port}")
+    settings = make_settings(data_dir, port=port)
     migrate(settings.db_url)
     sessions = make_sessionmaker(make_engine(settings.db_url))
     run_id = run_local(settings, sessions, "tiny", tiny_region, tiny_sdm, progress=False,
@@ -139,7 +139,7 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def live_server(app, computed) -> str:
-    """The app served by uvicorn on a free port (MapProxy needs TiTiler over real HTTP)."""
+    """The app served by uvicorn on a free port (for clients that speak HTTP: OWSLib, GDAL)."""
     import uvicorn
 
     settings, _, _ = computed

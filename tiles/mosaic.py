@@ -1,4 +1,6 @@
-"""Region mosaics: a GDAL VRT over the meta-tile COGs of one layer (aligned, same grid)."""
+"""Region mosaics: a GDAL VRT over the meta-tile COGs of one layer (aligned, same grid), with
+region-wide overviews in an external ``.vrt.ovr`` so that low zooms read one small file instead of
+opening every meta-tile."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from xml.sax.saxutils import escape
 
 import rasterio
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 
 from tiles.cog import GDAL_ENV
 
@@ -23,11 +26,29 @@ _GDAL_TYPES = {
 }
 
 
-def build_vrt(path: Path, sources: list[Path]) -> Path:
-    """Write a VRT mosaicking ``sources`` (same CRS, resolution, bands and dtype), atomically.
+# Region overviews start at 1/4 of the full resolution (the meta-tile COGs hold their own 1/2
+# level) and halve until the mosaic fits one 256-pixel tile.
+FIRST_OVERVIEW = 4
+OVERVIEW_ENV = {"COMPRESS_OVERVIEW": "DEFLATE", "GDAL_TIFF_OVR_BLOCKSIZE": 256, "INTERLEAVE_OVERVIEW": "BAND",
+                "BIGTIFF_OVERVIEW": "IF_SAFER"}
+
+
+def overview_factors(width: int, height: int) -> list[int]:
+    """Decimation factors of the region overviews of a ``width`` x ``height`` mosaic."""
+    factors = [FIRST_OVERVIEW]
+    while max(width, height) / factors[-1] > 256:
+        factors.append(factors[-1] * 2)
+    return factors
+
+
+def build_vrt(path: Path, sources: list[Path], resampling: str | None = None) -> Path:
+    """Write a VRT mosaicking ``sources`` (same CRS, resolution, bands and dtype) and its region
+    overviews (``path.ovr``), atomically: the overviews are renamed into place first, the VRT last.
 
     Source paths are written relative to the VRT so the data dir can move (or be mounted
-    elsewhere on a worker or API machine).
+    elsewhere on a worker or API machine). ``resampling`` of the overviews defaults to the one the
+    sources' own overviews were built with (``OVERVIEW_RESAMPLING`` tag), else nearest for
+    palette layers and average for the rest.
     """
     if not sources:
         raise ValueError("a mosaic needs at least one source file")
@@ -38,6 +59,8 @@ def build_vrt(path: Path, sources: list[Path]) -> Path:
                 infos.append((src_path, src.bounds, src.width, src.height, src.res, src.count,
                               src.dtypes[0], src.nodata, src.crs, src.descriptions, src.colormap(1)
                               if src.colorinterp[0].name == "palette" else None, src.scales))
+                if resampling is None:
+                    resampling = src.tags().get("OVERVIEW_RESAMPLING")
     res = infos[0][4]
     crs: CRS = infos[0][8]
     left = min(i[1].left for i in infos)
@@ -88,8 +111,21 @@ def build_vrt(path: Path, sources: list[Path]) -> Path:
             lines.append("    </ComplexSource>" if nodata is not None else "    </SimpleSource>")
         lines.append("  </VRTRasterBand>")
     lines.append("</VRTDataset>")
+    if resampling is None:
+        resampling = "nearest" if colormap else "average"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    ovr_tmp = Path(tmp + ".ovr")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o644)
+        # GDAL writes a VRT's overviews to an external ``<file>.ovr`` and leaves the VRT as it is.
+        with rasterio.Env(**GDAL_ENV, **OVERVIEW_ENV), rasterio.open(tmp, "r+") as vrt:
+            vrt.build_overviews(overview_factors(width, height), Resampling[resampling.lower()])
+        os.replace(ovr_tmp, Path(str(path) + ".ovr"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        ovr_tmp.unlink(missing_ok=True)
+        raise
     return path
