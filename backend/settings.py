@@ -60,6 +60,9 @@ class Settings(BaseSettings):
                                "(GPU memory grows with it).")
     batch_cubes: int = Field(4096, ge=1, description="Cascade: climate / Landsat cubes per encoder batch.")
     batch_lists: int = Field(512, ge=1, description="Cascade: Pl@ntBERT species lists per batch.")
+    habitat_step: int = Field(
+        8, ge=1, le=64, description="Cascade: Pl@ntBERT runs on a lattice every this many cells and refines "
+        "wherever neighbouring classes differ, down to single cells (1: every cell; see the README).")
     pretrained_dir: Path | None = Field(
         None, description="Local folder of pretrained weights (DINOv2, Depth-Anything...); never a hub download."
     )

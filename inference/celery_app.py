@@ -78,7 +78,7 @@ def submit_run(settings: Settings, sessions, region_name: str, region_path: Path
     from inference.pipeline.run import create_run
 
     run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device,
-                        plantbert_checkpoint, botaclip_checkpoint)
+                        plantbert_checkpoint, botaclip_checkpoint, settings.habitat_step)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     # Signatures by task name on an app for ``settings``' broker: the client needs no task code.

@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species, utcnow
 from backend.settings import Settings
 from inference.grid import CELLS_PER_METATILE, MetaTile
-from inference.pipeline.outputs import (EMBEDDING_RGB, OUTPUTS, SPECIES_CODES, SPECIES_PRESENT, TRUE_RICHNESS,
-                                        OutputSpec, files_of, habitat_outputs)
+from inference.pipeline.assemblage import FILE_NAME as ASSEMBLAGE_FILE
+from inference.pipeline.assemblage import write_assemblage
+from inference.pipeline.outputs import (ASSEMBLAGES, EMBEDDING_RGB, OUTPUTS, SPECIES_CODES, SPECIES_PRESENT,
+                                        TRUE_RICHNESS, OutputSpec, files_of, habitat_outputs)
 from inference.pipeline.stages import Batches, RunProfile, compute_metatile, models_for, run_profile
 from tiles.cog import GDAL_ENV, write_cog, write_cog_band
 from tiles.colormaps import PROBABILITY_CODE_SCALE, continuous_legend
@@ -70,19 +72,20 @@ def _run_outputs(config: dict) -> list[OutputSpec]:
 
 def create_run(sessions: sessionmaker[Session], region_name: str, region_path: Path, sdm_checkpoint: Path,
                device: str = "auto", plantbert_checkpoint: Path | None = None,
-               botaclip_checkpoint: Path | None = None) -> str:
+               botaclip_checkpoint: Path | None = None, habitat_step: int = 1) -> str:
     """Register a pending run over every meta-tile of the region at ``region_path``.
 
     The run's region-wide profile (conformal threshold, specialist species) is computed here once,
     so every meta-tile, on any worker, uses the same species lists. Pl@ntBERT (habitat layers) and
-    BotaCLIP (embedding layer) take part when their checkpoints are given.
+    BotaCLIP (embedding layer) take part when their checkpoints are given; ``habitat_step`` is
+    Pl@ntBERT's lattice step (settings ``habitat_step``).
     """
     region = _load_region(str(region_path.resolve()))
     for what, path in (("SDM", sdm_checkpoint), ("Pl@ntBERT", plantbert_checkpoint), ("BotaCLIP", botaclip_checkpoint)):
         if path is not None and not Path(path).is_file():
             raise RunError(f"no {what} checkpoint at {path}: train one with `geoflora train`")
     models = models_for(sdm_checkpoint, device, plantbert_checkpoint, botaclip_checkpoint)
-    profile = run_profile(region, models)
+    profile = run_profile(region, models, habitat_step=habitat_step)
     config = {
         "region_path": str(region_path.resolve()),
         "sdm_checkpoint": str(sdm_checkpoint.resolve()),
@@ -138,7 +141,7 @@ def _outputs_exist(settings: Settings, run_id: str, tile_id: str, outputs: list[
         return False
     folder = metatile_dir(settings.data_dir, run_id, tile_id)
     listed = set(manifest["files"])
-    return ({f"{n}.tif" for n in files_of(outputs)} <= listed
+    return ({f"{n}.tif" for n in files_of(outputs)} | {ASSEMBLAGE_FILE} <= listed
             and all((folder / name).is_file() for name in listed))
 
 
@@ -158,9 +161,10 @@ def _band_stats(data: np.ndarray, nodata: float) -> tuple[float, float]:
 
 def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[str, np.ndarray],
                   outputs: list[OutputSpec], species_ids: np.ndarray | None = None, threads: int = 2) -> dict:
-    """One COG per output file (its layers as bands), one per species present in the tile, then
-    the manifest, last: a meta-tile is finished exactly when its manifest exists. Every file is
-    written atomically; GDAL releases the GIL, so the files are written by ``threads`` threads."""
+    """One COG per output file (its layers as bands), one per species present in the tile, the
+    assemblage store, then the manifest, last: a meta-tile is finished exactly when its manifest
+    exists. Every file is written atomically; GDAL and zlib release the GIL, so the files are
+    written by ``threads`` threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     folder = metatile_dir(settings.data_dir, run_id, tile.id)
@@ -190,6 +194,11 @@ def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[
             jobs.append((f"species/{sid}.tif", lambda k=k, sid=sid: write_cog_band(
                 folder / "species" / f"{sid}.tif", codes[k], transform=tile.transform(), nodata=255,
                 scale=1.0 / PROBABILITY_CODE_SCALE)))
+    if ASSEMBLAGES in arrays:
+        if species_ids is None:
+            raise RunError("the assemblage store needs the run's species ids")
+        jobs.append((ASSEMBLAGE_FILE, lambda: write_assemblage(folder / ASSEMBLAGE_FILE, arrays[ASSEMBLAGES],
+                                                               species_ids, tile.id)))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         paths = dict(zip([name for name, _ in jobs], pool.map(lambda job: job[1](), jobs)))
     manifest = {"tile": tile.id, "run": run_id, "files": {name: p.stat().st_size for name, p in paths.items()},
@@ -416,7 +425,7 @@ def run_local(settings: Settings, sessions: sessionmaker[Session], region_name: 
     from tqdm import tqdm
 
     run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device,
-                        plantbert_checkpoint, botaclip_checkpoint)
+                        plantbert_checkpoint, botaclip_checkpoint, settings.habitat_step)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     from concurrent.futures import Future, ThreadPoolExecutor

@@ -13,7 +13,8 @@ import torch
 
 from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
 from inference.indicators import SpeciesAttributes, compute_indicators, specialist_mask
-from inference.pipeline.outputs import SPECIES_CODES, SPECIES_PRESENT, TRAIT_TITLES, TRUE_RICHNESS
+from inference.pipeline.assemblage import chunk_assemblages
+from inference.pipeline.outputs import ASSEMBLAGES, SPECIES_CODES, SPECIES_PRESENT, TRAIT_TITLES, TRUE_RICHNESS
 from inference.traits.evaluate import species_log_medians
 from inference.traits.maps import cwm
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
@@ -46,13 +47,16 @@ class RunProfile:
     threshold: float
     specialists: tuple[int, ...]  # species indices (SDM order)
     sample_cells: int
+    habitat_step: int = 1  # Pl@ntBERT lattice step (1: every cell), the same on every worker
 
     def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "specialists": list(self.specialists), "sample_cells": self.sample_cells}
+        return {"threshold": self.threshold, "specialists": list(self.specialists), "sample_cells": self.sample_cells,
+                "habitat_step": self.habitat_step}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunProfile":
-        return cls(float(d["threshold"]), tuple(int(i) for i in d["specialists"]), int(d["sample_cells"]))
+        return cls(float(d["threshold"]), tuple(int(i) for i in d["specialists"]), int(d["sample_cells"]),
+                   int(d.get("habitat_step", 1)))
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def _check_species(region, models: CascadeModels) -> None:
         raise ValueError(f"the SDM checkpoint {models.checkpoint} was trained on another species list")
 
 
-def run_profile(region, models: CascadeModels, n_cells: int = 2000, seed: int = 0) -> RunProfile:
+def run_profile(region, models: CascadeModels, n_cells: int = 2000, seed: int = 0, habitat_step: int = 1) -> RunProfile:
     """Specialist species from SDM predictions at ``n_cells`` random cells spread over the region."""
     _check_species(region, models)
     rng = np.random.default_rng(seed)
@@ -124,7 +128,7 @@ def run_profile(region, models: CascadeModels, n_cells: int = 2000, seed: int = 
     prob = per_patch_probabilities(model.cpu(), models.sdm.norm, region, xs, ys)
     model.to(device)
     flags = specialist_mask(prob, models.threshold)
-    return RunProfile(models.threshold, tuple(int(i) for i in np.flatnonzero(flags)), n_cells)
+    return RunProfile(models.threshold, tuple(int(i) for i in np.flatnonzero(flags)), n_cells, int(habitat_step))
 
 
 def species_attributes(region, profile: RunProfile) -> SpeciesAttributes:
@@ -159,9 +163,10 @@ def _indicator_layer(key: str) -> str:
 
 
 def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: RunProfile,
-                     timings: dict | None = None) -> dict[str, np.ndarray]:
+                     timings: dict | None = None, info: dict | None = None) -> dict[str, np.ndarray]:
     """Every output array of ``tile``, keyed by layer id ([rows, cols]); ``timings`` (if given)
-    receives the seconds of each stage: sdm, indicators, species, habitat, embedding, traits, truth.
+    receives the seconds of each stage: sdm, indicators, species, habitat, embedding, traits, truth;
+    ``info`` (if given) the habitat stage's statistics (cells evaluated by Pl@ntBERT, filled).
 
     Cells in water are computed from their own inputs (the flora has aquatic habitats), not masked.
     """
@@ -177,13 +182,17 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
         # assemblage of at least one cell of the tile; the others are not written at all.
         out[SPECIES_CODES] = (prob * PROBABILITY_CODE_SCALE).round_().to(torch.uint8).cpu().numpy()
         out[SPECIES_PRESENT] = (prob >= profile.threshold).flatten(1).any(1).cpu().numpy()
+        # the per-cell assemblage store (reports read it): species at or above the threshold
+        out[ASSEMBLAGES] = chunk_assemblages(prob, profile.threshold, PROBABILITY_CODE_SCALE)
     if models.plantbert is not None:
         from inference.habitat.infer import classify_metatile
 
         with timer("habitat"):
             hm = classify_metatile(models.plantbert, prob, threshold=profile.threshold,
                                    species_ids=models.species_ids, amp=prob.device.type == "cuda",
-                                   batch_size=(models.batches or Batches()).lists)
+                                   batch_size=(models.batches or Batches()).lists, step=profile.habitat_step)
+            if info is not None:
+                info["habitat"] = hm.stats
             for level in (3, 2, 1):
                 idx, _codes = hm.level_index(level)
                 out[f"habitat.l{level}"] = (idx.astype(np.int16) + 1).astype(np.uint8)  # 0: no assemblage

@@ -112,6 +112,21 @@ def test_metatile_input_errors(random_bert, window_probs):
     assert (empty.index == -1).all() and (empty.probability == 0).all() and (empty.codes(1) == "").all()
 
 
+def test_metatile_refinement_with_a_model(random_bert, window_probs):
+    dense = classify_metatile(random_bert, window_probs, threshold=0.2, step=1)
+    coarse = classify_metatile(random_bert, window_probs, threshold=0.2, step=4)
+    s = coarse.stats
+    assert s["evaluated"] + s["filled"] == s["cells_with_list"] and s["evaluated"] < s["cells_with_list"]
+    assert coarse.evaluated.sum() == s["evaluated"]
+    ev = coarse.evaluated
+    # a cell the model ran on has the dense answer; the no-list cells are the same
+    assert np.array_equal(coarse.index[ev], dense.index[ev])
+    np.testing.assert_allclose(coarse.probability[ev], dense.probability[ev], atol=1e-6)
+    assert np.array_equal(coarse.index == -1, dense.index == -1)
+    with pytest.raises(ValueError, match="step"):
+        classify_metatile(random_bert, window_probs, step=0)
+
+
 def test_tsv_known_and_unknown_names(tmp_path, random_bert):
     names = list(random_bert.vocab.names)
     path = tmp_path / "obs.tsv"
