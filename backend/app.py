@@ -13,7 +13,8 @@ from backend import __version__
 from backend.catalog import LiveCatalog
 from backend.db.engine import make_engine, make_sessionmaker
 from backend.errors import add_exception_handlers
-from backend.routes import health, layers, runs
+from backend.reports.service import ReportService
+from backend.routes import habitats, health, indicators, layers, reports, runs, species
 from backend.settings import Settings, get_settings
 from tiles.mapproxy_app import MapProxyMount
 from tiles import xyz
@@ -97,9 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.catalog = catalog
+    app.state.reports = ReportService(settings, sessions)
     add_exception_handlers(app)
 
-    for module in (health, layers, runs):
+    for module in (health, layers, runs, reports, species, habitats, indicators):
         app.include_router(module.router, prefix="/api")
     app.state.tile_cache = TileCache(settings.tile_cache_mb * 2**20)
     app.include_router(xyz.router)  # before TiTiler: the lean path for the catalog's own rendering

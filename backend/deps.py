@@ -1,4 +1,4 @@
-"""Dependencies injected into routes: settings, DB session, live catalog."""
+"""Dependencies injected into routes: settings, DB session, live catalog, report service."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from backend.catalog import LiveCatalog
+from backend.reports.service import ReportService
 from backend.settings import Settings
 
 
@@ -28,3 +29,10 @@ def get_catalog(request: Request) -> LiveCatalog:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 CatalogDep = Annotated[LiveCatalog, Depends(get_catalog)]
+
+
+def get_reports(request: Request):
+    return request.app.state.reports
+
+
+ReportsDep = Annotated[ReportService, Depends(get_reports)]

@@ -22,6 +22,14 @@ class InvalidInput(GeoFloraError):
     """Input that is well-formed JSON/HTTP but says something impossible."""
 
 
+class BadRequest(GeoFloraError):
+    """A body that cannot be read at all (not JSON)."""
+
+
+class NotReady(GeoFloraError):
+    """A report still being computed, or whose computation failed."""
+
+
 class NoLiveRun(GeoFloraError):
     """Nothing has been computed yet: no run is live."""
 
@@ -37,6 +45,8 @@ class TooLarge(GeoFloraError):
 STATUS_CODES: dict[type[GeoFloraError], int] = {
     NotFound: 404,
     InvalidInput: 422,
+    BadRequest: 400,
+    NotReady: 409,
     NoLiveRun: 503,
     Forbidden: 403,
     TooLarge: 413,

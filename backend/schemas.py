@@ -63,3 +63,116 @@ class RunRef(BaseModel):
 class LayerList(BaseModel):
     run: RunRef | None
     layers: list[LayerOut]
+
+
+# --- area reports (issue 9) -------------------------------------------------------------------------
+
+class ReportState(BaseModel):
+    id: str = Field(description="Report id: a hash of the normalised geometry and the run.")
+    status: Literal["pending", "running", "done", "failed"]
+    run: str
+    area_km2: float
+    created_at: str | None = None
+    finished_at: str | None = None
+    seconds: float | None = Field(None, description="Computation time of the report.")
+    error: str | None = None
+    report_url: str
+
+
+class ReportSpecies(BaseModel):
+    id: int
+    name: str
+    family: str | None = None
+    genus: str | None = None
+    iucn: str | None = None
+    eu_directive: bool
+    threatened: bool = Field(description="IUCN VU, EN or CR.")
+    invasive: bool
+    endemic: bool
+    tree: bool
+    cells: int = Field(description="Cells of the area where the species is in the assemblage.")
+    coverage: float = Field(description="Share of the area's cells where the species is in the assemblage.")
+    mean_probability: float = Field(description="Mean calibrated probability over those cells.")
+    layers: list[str] = Field(description="Map layer ids (probability, presence).")
+
+
+class ReportSpeciesPage(BaseModel):
+    report: str
+    total: int = Field(description="Species matching the filters.")
+    offset: int
+    limit: int
+    items: list[ReportSpecies]
+
+
+class ReportHabitat(BaseModel):
+    level: int
+    code: str | None
+    name: str
+    value: int
+    color: str | None = None
+    cells: int
+    coverage: float
+
+
+class ReportHabitats(BaseModel):
+    report: str
+    total: int
+    items: list[ReportHabitat]
+    unclassified_cells: dict[str, int] = Field(description="Cells without a habitat class, per level.")
+
+
+class SpeciesHit(BaseModel):
+    id: int
+    name: str
+    family: str | None = None
+    genus: str | None = None
+    iucn: str | None = None
+    match: Literal["prefix", "word-prefix", "fuzzy"] = Field(description="How the name matched the query.")
+    distance: int = Field(description="Edits between the query and the name (0 for prefix matches).")
+
+
+class SpeciesPlace(BaseModel):
+    tile_id: str
+    cells: int = Field(description="Cells of the meta-tile where the species is in the assemblage.")
+    coverage: float
+    mean_probability: float
+    bounds: list[float] = Field(description="[west, south, east, north] of the meta-tile, WGS84.")
+
+
+class SpeciesDetail(BaseModel):
+    id: int
+    name: str
+    family: str | None = None
+    genus: str | None = None
+    iucn: str | None = None
+    eu_directive: bool
+    threatened: bool
+    invasive: bool
+    endemic: bool
+    tree: bool
+    woody: bool
+    attributes: dict
+    run: str | None = Field(None, description="The live run the placement refers to.")
+    cells: int = Field(0, description="Cells of the live run where the species is predicted present.")
+    predicted_in: list[SpeciesPlace] = Field(default_factory=list)
+    layers: list[str] = Field(default_factory=list, description="Layer ids of the species in the live run.")
+
+
+class HabitatNode(BaseModel):
+    code: str
+    name: str
+    level: int
+    parent: str | None = None
+    mapped: bool = Field(description="Whether the live run's habitat layers use this class.")
+    children: list["HabitatNode"] = Field(default_factory=list)
+
+
+class IndicatorInfo(BaseModel):
+    id: str
+    kind: str
+    title: str
+    description: str
+    units: str | None = None
+    uncertainty_layer: str | None = Field(None, description="Layer of the 2-sigma half-width (indicators) or "
+                                          "spread (traits).")
+    tiles_url: str

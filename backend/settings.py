@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted.")
     max_area_km2: float = Field(20_000.0, gt=0, description="Largest area a report may cover.")
     max_vertices: int = Field(10_000, ge=4, description="Most vertices in a report geometry.")
+    report_async_km2: float = Field(
+        2_500.0, ge=0, description="Reports of larger areas are computed in the background (202 + Location); "
+        "smaller ones are answered at once.")
+    report_executor: Literal["thread", "celery"] = Field(
+        "thread", description="Where background reports run: 'thread' (inside the server, the embedded default) "
+        "or 'celery' (a task on the Celery workers, production).")
+    report_exact_cells: int = Field(
+        40_000, ge=0, description="Areas with at most this many cells get exact quantiles; larger ones get "
+        "quantiles from per-block histograms (error reported with each value).")
+    report_retry_after_s: int = Field(2, ge=1, description="Retry-After of a report still being computed.")
 
     @model_validator(mode="after")
     def _production_needs_token(self) -> "Settings":

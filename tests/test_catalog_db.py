@@ -44,7 +44,7 @@ def _exercise_catalog(url: str) -> None:
         assert s.get(Run, "r1").config == {"k": 1}
     with engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0002"
+        assert version == "0003"
         if is_sqlite(url):
             idx = conn.execute(text(
                 "SELECT spatial_index_enabled FROM geometry_columns WHERE f_table_name='metatiles'"

@@ -121,4 +121,22 @@ class Habitat(Base):
     parent: Mapped[str | None] = mapped_column(ForeignKey("habitats.code"), nullable=True)
 
 
-__all__ = ["Base", "Run", "MetaTileRecord", "Layer", "Species", "Habitat", "GRID_SRID"]
+class Report(Base):
+    """An area report: id = hash of the normalised WGS84 geometry and the run; the result is stored."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    area_km2: Mapped[float] = mapped_column(Float)
+    geometry: Mapped[dict] = mapped_column(JSON)  # the normalised GeoJSON (WGS84) the report was made for
+    footprint = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True), nullable=False)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # computation time
+
+
+__all__ = ["Base", "Run", "MetaTileRecord", "Layer", "Species", "Habitat", "Report", "GRID_SRID"]
