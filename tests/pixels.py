@@ -10,10 +10,16 @@ from rio_tiler.colormap import cmap
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 [bands, rows, cols] (RGBA), read back with rasterio as TiTiler's tests do."""
+    """PNG bytes -> uint8 [bands, rows, cols] (RGBA), read back with rasterio as TiTiler's tests do.
+    Palette PNGs come back as RGBA through their palette (and its transparency)."""
     with MemoryFile(data) as mem, mem.open() as src:
         assert src.driver == "PNG"
-        return src.read()
+        img = src.read()
+        if src.count == 1 and src.colorinterp[0].name == "palette":
+            table = src.colormap(1)
+            lut = np.array([table.get(i, (0, 0, 0, 0)) for i in range(256)], np.uint8)
+            img = lut[img[0]].transpose(2, 0, 1)
+        return img
 
 
 def colormap_index(rgb: np.ndarray, name: str) -> np.ndarray:

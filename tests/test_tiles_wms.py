@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import morecantile
 import numpy as np
@@ -63,6 +65,51 @@ def test_low_zoom_tile_covers_the_region_and_is_transparent_around_it(client, la
     assert 30 < cols.max() - cols.min() < 110 and 30 < rows.max() - rows.min() < 110
 
 
+def test_lean_tiles_equal_titilers_rendering_of_the_same_layer(client, app):
+    """The catalog's XYZ URL (lean renderer) and TiTiler's own endpoint with the catalog's
+    rendering parameters draw the same pixels: same colour maps, same rescaling, same nodata."""
+    snap = app.state.catalog.require()
+    for layer_id in (LAYER, "habitat.l3", "indicator.status.most", next(i for i in snap.layers if i.startswith("species."))):
+        info = snap.layers[layer_id]
+        west, south, east, north = client.get(f"/api/layers/{layer_id}").json()["bounds"]
+        tile = WEB_MERCATOR.tile(west + 0.3 * (east - west), south + 0.6 * (north - south), 14)
+        ours = decode_png(client.get(info.tiles_path().format(z=tile.z, x=tile.x, y=tile.y)).content)
+        ref = decode_png(client.get(f"/tiles/{layer_id}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png?"
+                                    f"{info.render_query()}").content)
+        same_alpha = (ours[3] > 0) == (ref[3] > 0)
+        opaque = (ours[3] > 0) & (ref[3] > 0)
+        same_rgb = np.all(ours[:3] == ref[:3], axis=0)[opaque]
+        # only pixel centres within a hair of a cell edge may fall in the neighbour cell
+        assert same_alpha.mean() > 0.99 and same_rgb.mean() > 0.99, (layer_id, same_alpha.mean(), same_rgb.mean())
+
+
+def test_low_zoom_tiles_read_the_region_overview_not_the_metatiles(computed, layer, tmp_path):
+    """The mosaic and its region overview copied away from the meta-tile COGs: a zoom-8 tile still
+    renders (it reads only the overview), a zoom-13 tile cannot (it needs the meta-tiles)."""
+    import shutil
+
+    from rasterio.errors import RasterioIOError
+
+    from backend.catalog import LayerInfo
+    from tiles.render import LayerRenderer
+    from tiles.xyz import mercator_bounds
+
+    settings, _, run_id = computed
+    mosaic = settings.data_dir / "runs" / run_id / "mosaics" / f"{LAYER}.vrt"
+    shutil.copy(mosaic, tmp_path / mosaic.name)
+    shutil.copy(Path(str(mosaic) + ".ovr"), tmp_path / (mosaic.name + ".ovr"))
+    info = LayerInfo(id=LAYER, kind="indicator", title="", description="", units=None, path=tmp_path / mosaic.name,
+                     band=1, colormap="viridis", rescale=(0.0, 1.0), legend={})
+    west, south, east, north = layer["bounds"]
+    centre = ((west + east) / 2, (south + north) / 2)
+    tile = WEB_MERCATOR.tile(*centre, 8)
+    picture = LayerRenderer(info).render(mercator_bounds(tile.z, tile.x, tile.y), "EPSG:3857", 256, 256)
+    assert 500 < (picture.rgba()[..., 3] > 0).sum() < 0.2 * 256 * 256
+    tile = WEB_MERCATOR.tile(*centre, 13)
+    with pytest.raises(RasterioIOError):
+        LayerRenderer(info).render(mercator_bounds(tile.z, tile.x, tile.y), "EPSG:3857", 256, 256)
+
+
 def test_tile_outside_the_region_is_404_and_unknown_layer_is_404(client, layer):
     assert client.get(layer["tiles_url"].format(z=13, x=0, y=0)).status_code == 404
     resp = client.get("/tiles/no.such.layer/tiles/WebMercatorQuad/13/1/1.png")
@@ -71,7 +118,7 @@ def test_tile_outside_the_region_is_404_and_unknown_layer_is_404(client, layer):
 
 
 def test_tiles_take_no_url_or_path_from_the_client(client, layer):
-    url = layer["tiles_url"].format(z=13, x=1, y=1) + "&url=/etc/passwd"
+    url = layer["tiles_url"].format(z=13, x=1, y=1) + "?url=/etc/passwd"
     assert client.get(url).status_code == 404  # still the catalog file, and this tile is outside it
     assert client.get("/tiles/..%2F..%2Fetc%2Fpasswd/tiles/WebMercatorQuad/1/1/1.png").status_code in (404, 422)
 

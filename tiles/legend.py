@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
@@ -46,9 +45,9 @@ def legend_image(info: LayerInfo) -> Image.Image:
         draw = ImageDraw.Draw(img)
         for i in range(RAMP_W):
             color = tuple(int(c) for c in table[round(i * 255 / (RAMP_W - 1))])
-            draw.line([(PAD + i, PAD), (PAD + i, PAD + RAMP_H)], fill=color)
-        draw.rectangle([PAD, PAD, PAD + RAMP_W - 1, PAD + RAMP_H], outline=(80, 80, 80, 255))
-        y = PAD + RAMP_H + 3
+            draw.line([(PAD + i, PAD), (PAD + i, PAD + RAMP_H - 1)], fill=color)
+        draw.rectangle([PAD - 1, PAD - 1, PAD + RAMP_W, PAD + RAMP_H], outline=(80, 80, 80, 255))
+        y = PAD + RAMP_H + 4
         for frac, label in ((0.0, lo), (0.5, mid), (1.0, hi)):
             x = PAD + frac * (RAMP_W - 1)
             draw.line([(x, PAD + RAMP_H), (x, y)], fill=(80, 80, 80, 255))
@@ -81,9 +80,3 @@ def legend_image(info: LayerInfo) -> Image.Image:
     for i, (t, color) in enumerate(zip(lines, [(200, 0, 0, 255), (0, 140, 0, 255), (0, 0, 200, 255)] * 3)):
         draw.text((PAD, PAD + i * line), t, fill=color if legend.get("bands") else (0, 0, 0, 255), font=_font())
     return img
-
-
-def legend_png(info: LayerInfo) -> bytes:
-    buf = io.BytesIO()
-    legend_image(info).save(buf, format="PNG")
-    return buf.getvalue()

@@ -87,21 +87,26 @@ class GeoFloraLegendSource(LegendSource):
 
     def __init__(self, info: LayerInfo) -> None:
         self.info = info
-        self._image: Image.Image | None = None
+        self._png: tuple[bytes, tuple[int, int]] | None = None
 
-    def _legend(self) -> Image.Image:
-        if self._image is None:
-            self._image = legend_image(self.info)
-        return self._image
+    def _legend(self) -> tuple[bytes, tuple[int, int]]:
+        if self._png is None:
+            img = legend_image(self.info)
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            self._png = buf.getvalue(), img.size
+        return self._png
 
     @property
     def size(self) -> tuple[int, int]:
-        return self._legend().size
+        return self._legend()[1]
 
     def get_legend(self, query):
         if query.format and "json" in str(query.format):
             return json.dumps({"layer": self.info.id, "title": self.info.title, **self.info.legend})
-        return ImageResult(self._legend(), size=self.size, image_opts=ImageOptions(transparent=True, format="image/png"))
+        data, size = self._legend()
+        # an encoded PNG passes through MapProxy as it is (a PIL image would be colour-quantised)
+        return ImageResult(io.BytesIO(data), size=size, image_opts=ImageOptions(transparent=True, format="image/png"))
 
 
 class GeoFloraSourceConfiguration(SourceConfiguration):

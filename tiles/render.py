@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
@@ -47,6 +48,8 @@ class Level:
     transform: Affine
     width: int
     height: int
+    source: str  # what to open: the file, or one page of a region overview ``GTIFF_DIR:k:<mosaic>.ovr``
+    overview_level: int | None = None  # an internal overview of ``source``
 
 
 @dataclass(frozen=True)
@@ -70,18 +73,21 @@ _meta: dict[tuple[str, float], RasterMeta] = {}
 _local = threading.local()
 
 
-def _open(path: str, level: int):
-    """The dataset of ``path`` at ``level`` (0 = full resolution), kept open for this thread."""
+def _open(level: Level):
+    """The dataset of one level, kept open for this thread."""
     cache: OrderedDict | None = getattr(_local, "datasets", None)
     if cache is None:
         cache = _local.datasets = OrderedDict()
-    key = (path, level)
+    key = (level.source, level.overview_level)
     ds = cache.get(key)
     if ds is not None:
         cache.move_to_end(key)
         return ds
     with rasterio.Env(**GDAL_ENV):
-        ds = rasterio.open(path) if level == 0 else rasterio.open(path, overview_level=level - 1)
+        if level.overview_level is None:
+            ds = rasterio.open(level.source)
+        else:
+            ds = rasterio.open(level.source, overview_level=level.overview_level)
     cache[key] = ds
     if len(cache) > DATASETS_PER_THREAD:
         _, old = cache.popitem(last=False)
@@ -97,10 +103,26 @@ def raster_meta(path: Path | str) -> RasterMeta:
     if meta is not None:
         return meta
     with rasterio.Env(**GDAL_ENV), rasterio.open(path) as src:
-        levels = [Level(1.0, src.transform, src.width, src.height)]
-        for i, factor in enumerate(src.overviews(1)):
-            with rasterio.open(path, overview_level=i) as ovr:
-                levels.append(Level(src.width / ovr.width, ovr.transform, ovr.width, ovr.height))
+        levels = [Level(1.0, src.transform, src.width, src.height, path)]
+        region_overview = Path(path + ".ovr")
+        if region_overview.is_file():
+            # A mosaic's region overviews (tiles/mosaic.py), opened page by page: with
+            # GDAL_DISABLE_READDIR_ON_OPEN GDAL would not look for the .ovr beside the VRT and
+            # would fall back to the meta-tiles' own overviews, opening every meta-tile.
+            page = 1
+            while True:
+                source = f"GTIFF_DIR:{page}:{region_overview}"
+                try:
+                    with rasterio.open(source) as ovr:
+                        fx, fy = src.width / ovr.width, src.height / ovr.height
+                        levels.append(Level(fx, src.transform * Affine.scale(fx, fy), ovr.width, ovr.height, source))
+                except rasterio.errors.RasterioIOError:
+                    break
+                page += 1
+        else:
+            for i, _ in enumerate(src.overviews(1)):
+                with rasterio.open(path, overview_level=i) as ovr:
+                    levels.append(Level(src.width / ovr.width, ovr.transform, ovr.width, ovr.height, path, i))
         colormap = None
         if src.count and src.colorinterp[0].name == "palette":
             colormap = src.colormap(1)
@@ -125,13 +147,23 @@ def _transform(src: str, dst: str, xs: np.ndarray, ys: np.ndarray) -> tuple[np.n
 
 
 @lru_cache(maxsize=64)
-def _interp_matrix(n: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Coarse sample positions along an axis of ``n`` pixels and the [n, len(coarse)] linear
-    interpolation matrix from them to every pixel."""
+def _interp_axis(n: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Coarse sample positions along an axis of ``n`` pixels, and for every pixel the coarse
+    neighbours (i0, i1) and the weight of i1 for linear interpolation."""
     coarse = np.unique(np.r_[np.arange(0, n, step), n - 1]).astype(np.float64)
-    eye = np.eye(len(coarse))
-    weights = np.stack([np.interp(np.arange(n), coarse, e) for e in eye], axis=1)
-    return coarse, weights
+    pos = np.arange(n, dtype=np.float64)
+    i1 = np.clip(np.searchsorted(coarse, pos, side="right"), 1, len(coarse) - 1)
+    i0 = i1 - 1
+    frac = (pos - coarse[i0]) / (coarse[i1] - coarse[i0])
+    return coarse, i0, i1, frac
+
+
+def _bilinear(grid: np.ndarray, ax: tuple, ay: tuple) -> np.ndarray:
+    """Interpolate a coarse [ny, nx] grid to every pixel (elementwise: no BLAS threads involved)."""
+    _, x0, x1, fx = ax
+    _, y0, y1, fy = ay
+    rows = grid[:, x0] * (1.0 - fx) + grid[:, x1] * fx  # [ny, width]
+    return rows[y0] * (1.0 - fy)[:, None] + rows[y1] * fy[:, None]
 
 
 def same_crs(a: str, b: str) -> bool:
@@ -167,8 +199,8 @@ class Sampler:
             xs = minx + (np.arange(width) + 0.5) * dx
             ys = maxy - (np.arange(height) + 0.5) * dy
             return xs, ys, min(dx, dy)
-        cx, wx = _interp_matrix(width, REPROJECT_STEP)
-        cy, wy = _interp_matrix(height, REPROJECT_STEP)
+        ax, ay = _interp_axis(width, REPROJECT_STEP), _interp_axis(height, REPROJECT_STEP)
+        cx, cy = ax[0], ay[0]
         gx, gy = np.meshgrid(minx + (cx + 0.5) * dx, maxy - (cy + 0.5) * dy)
         sx, sy = _transform(crs, self.meta.crs, gx.ravel(), gy.ravel())
         sx = np.asarray(sx).reshape(gx.shape)
@@ -181,8 +213,8 @@ class Sampler:
             res = min(ddx, ddy)
         else:
             res = float(abs(self.meta.levels[0].transform.a))
-        xs = wy @ sx @ wx.T
-        ys = wy @ sy @ wx.T
+        xs = _bilinear(sx, ax, ay)
+        ys = _bilinear(sy, ax, ay)
         return xs, ys, res
 
     def sample(self, bbox, crs: str, width: int, height: int, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +242,7 @@ class Sampler:
                 raise OutsideLayer()
             c0, c1 = int(cols[inside].min()), int(cols[inside].max()) + 1
             r0, r1 = int(rows[inside].min()), int(rows[inside].max()) + 1
-        ds = _open(self.meta.path, level_idx)
+        ds = _open(lvl)
         window = ds.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))  # [b, rh, cw]
         if separable:
             ci = np.where(cin, cols - c0, 0).astype(np.intp)
@@ -239,7 +271,7 @@ class Sampler:
         lvl = self.meta.levels[0]
         if not (0 <= col < lvl.width and 0 <= row < lvl.height):
             return None
-        ds = _open(self.meta.path, 0)
+        ds = _open(self.meta.levels[0])
         cell = ds.read(window=Window(col, row, 1, 1))[:, 0, 0]
         out: list[float | None] = []
         for v in cell.tolist():
