@@ -22,7 +22,8 @@ kombu_sqla.Transport.polling_interval = 0.1
 def make_celery(settings: Settings) -> Celery:
     if settings.celery_broker.startswith("sqla+sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = Celery("geoflora", broker=settings.celery_broker, backend=settings.celery_backend)
+    app = Celery("geoflora", broker=settings.celery_broker, backend=settings.celery_backend,
+                 include=["backend.reports.tasks"])
     if settings.celery_broker.startswith(("redis://", "rediss://")):
         # A task taken by a worker that died unacknowledged goes back to the queue after this long.
         app.conf.broker_transport_options = {"visibility_timeout": settings.task_visibility_timeout}

@@ -3,8 +3,7 @@ pipeline's writer), indicator / trait / habitat / status COGs with their mosaics
 
 Assemblages are generated sparsely (per 50 x 50 chunk, a local pool of species whose probabilities
 vary smoothly in space), so 10,000 species over many meta-tiles take seconds, not a dense
-[species, 500, 500] array. ``truth`` keeps, per tile, the dense arrays the layers hold (and the
-assemblages as CSR) so tests can compute any number directly.
+[species, 500, 500] array. With ``keep_truth`` the run also keeps, per layer and tile, the array written.
 """
 
 from __future__ import annotations
@@ -74,20 +73,6 @@ def tile_assemblages(rng, tile_index: int, n_species: int, threshold: float, poo
     return AssemblageChunks(N, N, CHUNK, threshold, SCALE, parts)
 
 
-def dense_csr(chunks: AssemblageChunks):
-    """Per cell of the tile (row-major): counts [N*N], and the species / codes of every cell in order."""
-    per_row = N // CHUNK
-    counts = np.zeros((N, N), np.int64)
-    cells_sp: list = [None] * (N * N)
-    for k, (cnt, sp, co) in enumerate(chunks.parts):
-        r0, c0 = (k // per_row) * CHUNK, (k % per_row) * CHUNK
-        counts[r0:r0 + CHUNK, c0:c0 + CHUNK] = cnt.reshape(CHUNK, CHUNK)
-        off = np.r_[0, np.cumsum(cnt)]
-        for i in range(CHUNK * CHUNK):
-            cells_sp[(r0 + i // CHUNK) * N + c0 + i % CHUNK] = (sp[off[i]:off[i + 1]], co[off[i]:off[i + 1]])
-    return counts, cells_sp
-
-
 def make_synthetic_run(data_dir: Path, tile_ids: list[str], n_species: int = 60, pool: int = 60, seed: int = 0,
                        run_id: str = "synthetic-run", keep_truth: bool = True) -> SyntheticRun:
     from backend.db.engine import make_engine, make_sessionmaker, migrate
@@ -142,9 +127,6 @@ def make_synthetic_run(data_dir: Path, tile_ids: list[str], n_species: int = 60,
             if keep_truth:
                 for band, (lid, _) in enumerate(files[name][0]):
                     out.layers.setdefault(lid, {})[tile.id] = data[band]
-        if keep_truth:
-            out.layers.setdefault("_assemblages", {})[tile.id] = dense_csr(chunks)
-            out.layers.setdefault("_water", {})[tile.id] = water
     with sessions.begin() as s:
         s.add(Run(id=run_id, region="synthetic", status="complete", is_live=True,
                   config={"profile": {"threshold": threshold}}))
