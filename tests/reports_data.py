@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.pipeline.assemblage import CHUNK, AssemblageChunks, assemblage_arrays, write_assemblage
@@ -158,3 +159,23 @@ def make_synthetic_run(data_dir: Path, tile_ids: list[str], n_species: int = 60,
         for hab in sorted(eunis.all_types(), key=lambda h: h.level):
             s.merge(Habitat(code=hab.code, name=hab.name, level=hab.level, parent=hab.parent))
     return out
+
+
+TILES = ["E4200N2800", "E4225N2800"]
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> SyntheticRun:
+    """Two side-by-side meta-tiles, 60 species, every report layer (tests import this fixture)."""
+    return make_synthetic_run(tmp_path_factory.mktemp("reports"), TILES, n_species=60, pool=60, seed=3)
+
+
+@pytest.fixture(scope="session")
+def rclient(synth):
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+    from tests.conftest import make_settings
+
+    with TestClient(create_app(make_settings(synth.data_dir))) as c:
+        yield c

@@ -17,9 +17,8 @@ from shapely.geometry import Polygon
 from inference.grid import CELL_M, MetaTile
 from inference.pipeline.assemblage import read_assemblage
 from tests.conftest import make_settings
-from tests.reports_data import make_synthetic_run
+from tests.reports_data import TILES, rclient, synth  # noqa: F401 (fixtures)
 
-TILES = ["E4200N2800", "E4225N2800"]
 TO_WGS = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
 TO_GRID = Transformer.from_crs("EPSG:4326", "EPSG:3035", always_xy=True)
 
@@ -40,21 +39,6 @@ RIVERBANK = [(4219007, 2805013), (4236011, 2806989), (4236993, 2808507), (421851
 # a protected area across the border of the two meta-tiles, with a hole (a village)
 RESERVE = [(4205017, 2801013), (4244987, 2803011), (4241013, 2822987), (4207003, 2819011)]
 VILLAGE = [(4220011, 2808013), (4226987, 2808511), (4224013, 2813987)]
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return make_synthetic_run(tmp_path_factory.mktemp("reports"), TILES, n_species=60, pool=60, seed=3)
-
-
-@pytest.fixture(scope="module")
-def rclient(synth):
-    from fastapi.testclient import TestClient
-
-    from backend.app import create_app
-
-    with TestClient(create_app(make_settings(synth.data_dir))) as c:
-        yield c
 
 
 def _direct(synth, doc: dict) -> dict:

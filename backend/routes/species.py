@@ -12,7 +12,7 @@ from sqlalchemy import select
 from backend.db.models import Run, Species
 from backend.deps import ReportsDep, SessionDep
 from backend.errors import NotFound
-from backend.schemas import SpeciesDetail, SpeciesHit
+from backend.schemas import SpeciesDetail, SpeciesHit, SpeciesPlace
 from inference.grid import CELLS_PER_METATILE, MetaTile
 
 router = APIRouter(tags=["Species"])
@@ -61,8 +61,8 @@ def species_detail(species_id: Annotated[int, Path(ge=0, le=2**31 - 1, descripti
         cells = int(t.sp_total[k])
         if cells:
             detail.cells += cells
-            detail.predicted_in.append({
-                "tile_id": tile_id, "cells": cells, "coverage": cells / CELLS_PER_METATILE ** 2,
-                "mean_probability": float(t.sp_total_codes[k]) / cells / index.code_scale,
-                "bounds": list(to_wgs.transform_bounds(*MetaTile.from_id(tile_id).bounds))})
+            detail.predicted_in.append(SpeciesPlace(
+                tile_id=tile_id, cells=cells, coverage=cells / CELLS_PER_METATILE ** 2,
+                mean_probability=float(t.sp_total_codes[k]) / cells / index.code_scale,
+                bounds=list(to_wgs.transform_bounds(*MetaTile.from_id(tile_id).bounds))))
     return detail
