@@ -1,4 +1,4 @@
-"""The ``geoflora`` command line: migrate, generate, compute, serve, demo, worker."""
+"""The ``geoflora`` command line: migrate, generate, compute, seed, serve, demo, worker."""
 
 from __future__ import annotations
 
@@ -496,6 +496,30 @@ def _print_urls(settings: Settings) -> None:
 
 
 @main.command()
+@click.option("--layer", "layer_ids", multiple=True, help="Layer id to seed (repeatable; default: every layer).")
+@click.option("--max-zoom", type=click.IntRange(0, 16), default=10, show_default=True,
+              help="Deepest Web Mercator zoom; the LAEA and WGS84 grids go to the matching resolution.")
+@click.option("--grid", "grids", multiple=True, type=click.Choice(["GLOBAL_WEBMERCATOR", "LAEA_EUROPE", "WGS84"]),
+              help="Tile grid to seed (repeatable; default: all three).")
+@click.option("--concurrency", type=int, default=2, show_default=True, help="Parallel seeding processes.")
+def seed(layer_ids, max_zoom, grids, concurrency) -> None:
+    """Fill the WMTS file caches of the live run at low zooms (the caches of a run are dropped
+    when another run goes live)."""
+    from backend.catalog import LiveCatalog
+    from tiles.seed import seed_low_zooms
+
+    settings = get_settings()
+    snap = LiveCatalog(_sessions(settings), settings.data_dir).snapshot()
+    if snap is None:
+        raise click.ClickException("no run is live yet: compute a region first (geoflora run)")
+    try:
+        levels = seed_low_zooms(settings, snap, list(layer_ids) or None, max_zoom, concurrency, list(grids) or None)
+    except Exception as exc:  # unknown layer ids and the like
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"seeded run {snap.run_id}: " + ", ".join(f"{g} to level {n}" for g, n in levels.items()))
+
+
+@main.command()
 @click.option("--host", default=None, help="Bind address (default from settings).")
 @click.option("--port", type=int, default=None, help="Port (default from settings).")
 @click.option("--workers", type=int, default=1, help="uvicorn worker processes.")
@@ -512,6 +536,12 @@ def _serve(settings: Settings, host=None, port=None, workers: int = 1) -> None:
     port = port or settings.port
     _print_urls(get_settings().model_copy(update={"host": host, "port": port}))
     uvicorn.run("backend.main:app", host=host, port=port, workers=workers, log_level="warning")
+
+
+# `make run` trains Pl@ntBERT on half the plots for half the classification epochs of the
+# `geoflora train plantbert` defaults (which the README's accuracy table uses): about a third of the
+# CPU time, so a first `make run` stays within tens of minutes on 2 cores.
+DEMO_PLANTBERT = {"n_plots": 15_000, "epochs": 2}
 
 
 @main.command()
@@ -540,8 +570,8 @@ def demo(ctx) -> None:
         del data
     # The rest of the cascade: Pl@ntBERT (habitat layers) and BotaCLIP (embedding layer).
     if not settings.plantbert_checkpoint(name).is_file():
-        click.echo("training the demo Pl@ntBERT...")
-        ctx.invoke(train_plantbert_cmd, region_name=name)
+        click.echo("training the demo Pl@ntBERT (a lighter schedule than `geoflora train plantbert`'s)...")
+        ctx.invoke(train_plantbert_cmd, region_name=name, **DEMO_PLANTBERT)
     if not settings.botaclip_checkpoint(name).is_file():
         click.echo("training the demo BotaCLIP...")
         ctx.invoke(train_botaclip_cmd, region_name=name)

@@ -19,6 +19,7 @@ cell's logits are the sum of its three parts.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
@@ -103,14 +104,24 @@ class MetaTileSDM:
             row0, col0 = r_centre - P // 2, c_centre - P // 2
             width = step * (n - 1) + P
             last = n if n_rows is None else min(n, n_rows)
-            for a in range(0, last, self.strip_rows):
-                b = min(last, a + self.strip_rows)
+            strips = [(a, min(last, a + self.strip_rows)) for a in range(0, last, self.strip_rows)]
+
+            def read(a: int, b: int) -> np.ndarray:
                 top = row0 + step * a - halo
                 height = step * (b - 1 - a) + P + 2 * halo
                 win = Window(col0 - halo, top, width + 2 * halo, height)
-                img = src.read(window=win, boundless=True, fill_value=0)
-                x = self.norm.apply("s2", img[None]).to(self.device)
-                out.append(self._strip_features(enc, x, b - a, n, step, halo))
+                return src.read(window=win, boundless=True, fill_value=0)
+
+            # The next strip is read (GDAL releases the GIL) while this one is computed; one read
+            # at a time, so the dataset handle is never used by two threads at once.
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                pending = reader.submit(read, *strips[0])
+                for i, (a, b) in enumerate(strips):
+                    img = pending.result()
+                    if i + 1 < len(strips):
+                        pending = reader.submit(read, *strips[i + 1])
+                    x = self.norm.apply("s2", img[None]).to(self.device)
+                    out.append(self._strip_features(enc, x, b - a, n, step, halo))
         return torch.cat(out, dim=0)
 
     @torch.no_grad()
