@@ -176,3 +176,15 @@ class IndicatorInfo(BaseModel):
     uncertainty_layer: str | None = Field(None, description="Layer of the 2-sigma half-width (indicators) or "
                                           "spread (traits).")
     tiles_url: str
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[dict] = Field(description="What was wrong (a message; request validation: a list of errors).")
+
+
+def error_responses(*codes: int) -> dict:
+    """OpenAPI ``responses`` for the error codes a route may answer (see backend/errors.py)."""
+    what = {400: "The body is not JSON.", 404: "Unknown report, run, species or habitat.",
+            409: "The report is still being computed or failed.", 413: "Area or body too large.",
+            422: "Invalid input (the message names the problem).", 503: "No run is live yet."}
+    return {c: {"model": ErrorOut, "description": what[c]} for c in codes}

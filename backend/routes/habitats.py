@@ -10,9 +10,9 @@ from sqlalchemy import select
 from backend.db.models import Habitat
 from backend.deps import CatalogDep, SessionDep
 from backend.errors import NotFound
-from backend.schemas import HabitatNode
+from backend.schemas import HabitatNode, error_responses
 
-router = APIRouter(tags=["Habitats"])
+router = APIRouter(tags=["Habitats"], responses=error_responses(404, 422))
 
 
 def _mapped_codes(catalog: CatalogDep) -> set[str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend.deps import CatalogDep
-from backend.schemas import IndicatorInfo
+from backend.schemas import IndicatorInfo, error_responses
 
-router = APIRouter(tags=["Indicators"])
+router = APIRouter(tags=["Indicators"], responses=error_responses(422))
 
 
 @router.get("/indicators", response_model=list[IndicatorInfo], summary="Indicators and traits of the live run")

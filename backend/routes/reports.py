@@ -13,9 +13,9 @@ from backend.errors import InvalidInput, NotReady
 from backend.reports import export
 from backend.reports.geometry import parse_json
 from backend.reports.service import status_body
-from backend.schemas import ReportHabitats, ReportSpeciesPage, ReportState
+from backend.schemas import ReportHabitats, ReportSpeciesPage, ReportState, error_responses
 
-router = APIRouter(tags=["Reports"])
+router = APIRouter(tags=["Reports"], responses=error_responses(404, 409, 413, 422, 503))
 
 _POSITION = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 3}
 _RING = {"type": "array", "items": _POSITION, "minItems": 4}

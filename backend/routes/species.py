@@ -12,10 +12,10 @@ from sqlalchemy import select
 from backend.db.models import Run, Species
 from backend.deps import ReportsDep, SessionDep
 from backend.errors import NotFound
-from backend.schemas import SpeciesDetail, SpeciesHit, SpeciesPlace
+from backend.schemas import SpeciesDetail, SpeciesHit, SpeciesPlace, error_responses
 from inference.grid import CELLS_PER_METATILE, MetaTile
 
-router = APIRouter(tags=["Species"])
+router = APIRouter(tags=["Species"], responses=error_responses(404, 422, 503))
 
 THREATENED = ("VU", "EN", "CR")
 
