@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -141,6 +142,16 @@ def write_config(path: Path, config: dict) -> Path:
         yaml.safe_dump(config, fh, sort_keys=False)
     os.replace(tmp, path)
     return path
+
+
+def drop_stale_caches(settings: Settings, live_run: str) -> None:
+    """Delete the tile caches of every run but the live one (cached tiles of an old run must never
+    be served, and they take disk space)."""
+    root = settings.cache_dir / "mapproxy"
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.is_dir() and child.name not in (live_run, "locks", "tile_locks"):
+                shutil.rmtree(child, ignore_errors=True)
 
 
 def load_mapproxy(path: Path, snapshot: LiveSnapshot):
@@ -318,6 +329,7 @@ class MapProxyMount:
             if key != self._key:
                 path = write_config(self.config_path(snap.run_id), mapproxy_config(snap, self._settings))
                 self._app, self._key = make_mapproxy_app(path, snap), key
+                drop_stale_caches(self._settings, snap.run_id)
                 log.info("MapProxy configured for run %s (%d layers)", snap.run_id, len(snap.layers))
             return self._app
 

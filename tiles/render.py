@@ -213,8 +213,9 @@ class Sampler:
             res = min(ddx, ddy)
         else:
             res = float(abs(self.meta.levels[0].transform.a))
-        xs = _bilinear(sx, ax, ay)
-        ys = _bilinear(sy, ax, ay)
+        with np.errstate(invalid="ignore", over="ignore"):  # points PROJ cannot map are inf: invalid pixels
+            xs = _bilinear(sx, ax, ay)
+            ys = _bilinear(sy, ax, ay)
         return xs, ys, res
 
     def sample(self, bbox, crs: str, width: int, height: int, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
