@@ -266,7 +266,8 @@ def _gdal_read(source: str, out: Path, *args: str) -> np.ndarray:
     gdal = shutil.which("gdal_translate")
     assert gdal, "gdal_translate (Debian gdal-bin) is required: bash scripts/system-deps.sh --test"
     subprocess.run([gdal, "-q", "-of", "GTiff", *args, source, str(out)], check=True, timeout=120,
-                   env={**os.environ, "GDAL_HTTP_TIMEOUT": "60"})
+                   env={**os.environ, "GDAL_HTTP_TIMEOUT": "60",
+                        "GDAL_DEFAULT_WMS_CACHE_PATH": str(out.parent / "gdalwmscache")})
     with rasterio.open(out) as src:
         return src.read()
 
