@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -60,7 +61,14 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=300, help="Species of a chunk's local pool (~30 %% present).")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="geoflora-bench-reports-"))
+    try:
+        _bench(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def _bench(args, tmp: Path) -> None:
     from fastapi.testclient import TestClient
 
     from backend.app import create_app
@@ -71,7 +79,6 @@ def main() -> None:
     from backend.settings import Settings
     from tests.reports_data import make_synthetic_run
 
-    tmp = Path(tempfile.mkdtemp(prefix="geoflora-bench-reports-"))
     tile_ids = [MetaTile(X0 + i * METATILE_M, Y0 + j * METATILE_M).id for j in range(args.tiles) for i in range(args.tiles)]
     t0 = time.perf_counter()
     make_synthetic_run(tmp, tile_ids, n_species=args.species, pool=args.pool, seed=1, run_id="bench", keep_truth=False)

@@ -24,7 +24,7 @@ from backend.reports.geometry import Area, parse_area
 from backend.reports.search import NameIndex
 from backend.reports.index import RunIndex, band_specs, build_index, run_index_dir
 from backend.settings import Settings
-from inference.grid import MetaTile
+from inference.grid import CELL_M, MetaTile
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,9 @@ class ReportService:
     def compute(self, session: Session, run: Run, area: Area, report_id: str) -> dict:
         t0 = time.perf_counter()
         index = self.index(run)
-        sums = area_sums(index, area.grid, keep_values=False)
-        if sums.n_cells <= self.settings.report_exact_cells:
-            sums = area_sums(index, area.grid, keep_values=True)
+        # exact quantiles need every cell's values: only for areas of at most report_exact_cells cells
+        small = area.grid.area / CELL_M ** 2 <= self.settings.report_exact_cells
+        sums = area_sums(index, area.grid, keep_values=small)
         if not sums.n_cells:
             raise InvalidInput("the area covers no cell centre of the mapped region (cells are 50 m): draw a larger "
                                "area inside the mapped region")

@@ -23,18 +23,17 @@ def _mapped_codes(catalog: CatalogDep) -> set[str]:
             for item in info.legend.get("items", []) if item.get("code")}
 
 
-def _tree(rows: list[Habitat], mapped: set[str], depth: int) -> dict[str | None, list[HabitatNode]]:
-    children: dict[str | None, list[Habitat]] = {}
+def _node(h: Habitat, children: dict[str | None, list[Habitat]], mapped: set[str], depth: int) -> HabitatNode:
+    kids = sorted(children.get(h.code, []), key=lambda c: c.code) if h.level < depth else []
+    return HabitatNode(code=h.code, name=h.name, level=h.level, parent=h.parent, mapped=h.code in mapped,
+                       children=[_node(c, children, mapped, depth) for c in kids])
+
+
+def _children(rows: list[Habitat]) -> dict[str | None, list[Habitat]]:
+    out: dict[str | None, list[Habitat]] = {}
     for h in rows:
-        children.setdefault(h.parent, []).append(h)
-
-    def node(h: Habitat) -> HabitatNode:
-        kids = [node(c) for c in sorted(children.get(h.code, []), key=lambda c: c.code)] if h.level < depth else []
-        return HabitatNode(code=h.code, name=h.name, level=h.level, parent=h.parent, mapped=h.code in mapped,
-                           children=kids)
-
-    return {"roots": [node(h) for h in sorted(children.get(None, []), key=lambda h: h.code)],
-            "node": node}
+        out.setdefault(h.parent, []).append(h)
+    return out
 
 
 @router.get("/habitats", response_model=list[HabitatNode], summary="The EUNIS habitat tree")
@@ -52,7 +51,8 @@ def habitat_tree(session: SessionDep, catalog: CatalogDep,
                 code = parent[code]
                 keep.add(code)
         rows = [h for h in rows if h.code in keep]
-    return _tree(rows, mapped, depth)["roots"]
+    children = _children(rows)
+    return [_node(h, children, mapped, depth) for h in sorted(children.get(None, []), key=lambda h: h.code)]
 
 
 @router.get("/habitats/{code}", response_model=HabitatNode, summary="One EUNIS habitat and its sub-types")
@@ -62,4 +62,4 @@ def habitat_detail(code: Annotated[str, Path(max_length=16, description="EUNIS c
     match = [h for h in rows if h.code.upper() == code.upper()]
     if not match:
         raise NotFound(f"unknown habitat {code!r}; see GET /api/habitats")
-    return _tree(rows, _mapped_codes(catalog), 3)["node"](match[0])
+    return _node(match[0], _children(rows), _mapped_codes(catalog), 3)
