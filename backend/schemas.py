@@ -79,17 +79,20 @@ class ReportState(BaseModel):
     report_url: str
 
 
-class ReportSpecies(BaseModel):
+class SpeciesFlags(BaseModel):
     id: int
     name: str
     family: str | None = None
     genus: str | None = None
-    iucn: str | None = None
-    eu_directive: bool
+    iucn: str | None = Field(None, description="IUCN Red List category (LC, NT, VU, EN, CR, DD) or none.")
+    eu_directive: bool = Field(description="Listed in the EU Habitats Directive annexes.")
     threatened: bool = Field(description="IUCN VU, EN or CR.")
-    invasive: bool
+    invasive: bool = Field(description="Invasive alien species of Union concern.")
     endemic: bool
     tree: bool
+
+
+class ReportSpecies(SpeciesFlags):
     cells: int = Field(description="Cells of the area where the species is in the assemblage.")
     coverage: float = Field(description="Share of the area's cells where the species is in the assemblage.")
     mean_probability: float = Field(description="Mean calibrated probability over those cells.")
@@ -139,17 +142,7 @@ class SpeciesPlace(BaseModel):
     bounds: list[float] = Field(description="[west, south, east, north] of the meta-tile, WGS84.")
 
 
-class SpeciesDetail(BaseModel):
-    id: int
-    name: str
-    family: str | None = None
-    genus: str | None = None
-    iucn: str | None = None
-    eu_directive: bool
-    threatened: bool
-    invasive: bool
-    endemic: bool
-    tree: bool
+class SpeciesDetail(SpeciesFlags):
     woody: bool
     attributes: dict
     run: str | None = Field(None, description="The live run the placement refers to.")
