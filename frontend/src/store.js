@@ -1,7 +1,12 @@
-/** Application state: the layer catalog, the selected layer and how it is shown. */
+/**
+ * Application state: the catalog, the module and layer shown, the report areas, fact sheets and
+ * point values, with their actions. Plain reactive state; components stay thin.
+ */
 import { computed, reactive } from 'vue'
 import * as api from './api.js'
 import { findLayer, firstLayerId, groupLayersByKind } from './catalog.js'
+import { featureInfoRows, featureInfoUrl, queryLayers } from './featureInfo.js'
+import { MODULE_DEFAULT_LAYER, mainLayerId, moduleOfLayer, uncertaintyLayerId } from './modules.js'
 
 /** Make a store; `client` is the API module (tests pass a fake). */
 export function createStore(client = api) {
@@ -12,12 +17,30 @@ export function createStore(client = api) {
     layers: [],
     selectedId: null,
     opacity: 0.8,
+    uncertainty: false,
+    module: 'home',
+    view: null,
     health: null,
     healthError: null,
+    // Report slots: 'a' is the area of the report panel, 'b' the one compared with it.
+    reports: { a: emptySlot(), b: emptySlot() },
+    comparison: null,
+    comparisonError: null,
+    species: null, // fact sheet: GET /api/species/{id}
+    speciesError: null,
+    habitat: null, // fact sheet: GET /api/habitats/{code} plus its share of the map
+    habitatError: null,
+    point: null, // {lat, lng, rows, error, loading}
   })
 
   const groups = computed(() => groupLayersByKind(state.layers))
   const selectedLayer = computed(() => findLayer(state.layers, state.selectedId))
+  /** The layer drawn on the map: the selected one, or its uncertainty layer when toggled on. */
+  const shownLayer = computed(() => {
+    const partner = state.uncertainty ? uncertaintyLayerId(state.layers, state.selectedId) : null
+    return findLayer(state.layers, partner ?? state.selectedId)
+  })
+  const uncertaintyAvailable = computed(() => Boolean(uncertaintyLayerId(state.layers, state.selectedId)))
 
   /** Fetch the catalog; keeps the selection when the layer still exists, else picks the first. */
   async function loadCatalog() {
@@ -46,8 +69,12 @@ export function createStore(client = api) {
     }
   }
 
+  /** Show a layer (an uncertainty layer id selects its main layer with the toggle on). */
   function selectLayer(id) {
-    if (findLayer(state.layers, id)) state.selectedId = id
+    const main = mainLayerId(state.layers, id)
+    if (!findLayer(state.layers, main)) return
+    if (main !== id) state.uncertainty = true
+    state.selectedId = main
   }
 
   function setOpacity(value) {
@@ -55,7 +82,176 @@ export function createStore(client = api) {
     if (Number.isFinite(number)) state.opacity = Math.min(1, Math.max(0, number))
   }
 
-  return { state, groups, selectedLayer, loadCatalog, loadHealth, selectLayer, setOpacity }
+  function setUncertainty(on) {
+    state.uncertainty = Boolean(on)
+  }
+
+  /** Open a module; its default layer is shown unless a layer of the module already is. */
+  function setModule(module) {
+    state.module = module
+    if (moduleOfLayer(selectedLayer.value) === module) return
+    const fallback = MODULE_DEFAULT_LAYER[module]
+    if (fallback && findLayer(state.layers, fallback)) {
+      state.selectedId = fallback
+      state.uncertainty = false
+    }
+  }
+
+  // ---- fact sheets -------------------------------------------------------------------------------
+  async function openSpecies(id) {
+    state.speciesError = null
+    try {
+      state.species = await client.getSpecies(id)
+      const layer = state.species.layers?.find((l) => !l.endsWith('.presence')) ?? state.species.layers?.[0]
+      if (layer) selectLayer(layer)
+    } catch (err) {
+      state.species = null
+      state.speciesError = err.message || String(err)
+    }
+  }
+
+  function closeSpecies() {
+    state.species = null
+  }
+
+  async function openHabitat(code, level) {
+    state.habitatError = null
+    try {
+      const habitat = await client.getHabitat(code)
+      const layerId = `habitat.l${habitat.level ?? level}`
+      const layer = findLayer(state.layers, layerId)
+      let share = null
+      if (layer) {
+        selectLayer(layerId)
+        state.uncertainty = false
+        share = await habitatShare(layer, habitat.code).catch(() => null)
+      }
+      state.habitat = { ...habitat, layer: layer?.id ?? null, share }
+    } catch (err) {
+      state.habitat = null
+      state.habitatError = err.message || String(err)
+    }
+  }
+
+  // Share of the run's mapped cells in this class, from the layer's class histogram.
+  async function habitatShare(layer, code) {
+    const item = layer.legend?.items?.find((i) => i.code === code)
+    if (!item) return 0
+    const stats = await client.getClassShares(layer.id)
+    const band = Object.values(stats)[0]
+    const [counts, values] = band?.histogram ?? [[], []]
+    const total = counts.reduce((a, b) => a + b, 0)
+    const k = values.indexOf(item.value)
+    return total ? (k >= 0 ? counts[k] / total : 0) : null
+  }
+
+  function closeHabitat() {
+    state.habitat = null
+  }
+
+  // ---- values at a point -------------------------------------------------------------------------
+  async function queryPoint({ lat, lng }) {
+    const names = queryLayers(state.layers, shownLayer.value?.id)
+    state.point = { lat, lng, rows: [], error: null, loading: true }
+    if (!names.length) {
+      state.point = { ...state.point, loading: false, error: 'No layer to query.' }
+      return state.point
+    }
+    try {
+      const rows = featureInfoRows(await client.getFeatureInfo(featureInfoUrl(names, lng, lat)))
+      state.point = { lat, lng, rows, error: null, loading: false }
+    } catch (err) {
+      state.point = { lat, lng, rows: [], error: err.message || String(err), loading: false }
+    }
+    return state.point
+  }
+
+  // ---- reports -----------------------------------------------------------------------------------
+  /** Compute (or fetch from the store) the report of `geometry` into slot 'a' or 'b'. */
+  async function requestReport(slot, geometry, label = '') {
+    const started = Date.now()
+    state.reports[slot] = { ...emptySlot(), status: 'computing', geometry, label, started }
+    if (slot === 'a') clearComparison()
+    try {
+      const report = await client.createReport(geometry, {
+        onProgress: (progress) => {
+          if (state.reports[slot].started === started) state.reports[slot].progress = progress
+        },
+      })
+      if (state.reports[slot].started !== started) return // superseded by a newer area
+      state.reports[slot] = { ...state.reports[slot], status: 'done', report, geometry: report.geometry ?? geometry }
+      if (state.reports.a.report && state.reports.b.report) await loadComparison()
+    } catch (err) {
+      if (state.reports[slot].started !== started) return
+      state.reports[slot] = { ...state.reports[slot], status: 'error', error: err.message || String(err) }
+    }
+  }
+
+  /** Load a stored report by id (permalinks). */
+  async function loadReport(slot, id) {
+    state.reports[slot] = { ...emptySlot(), status: 'computing', started: Date.now() }
+    try {
+      const report = await client.getReport(id)
+      state.reports[slot] = { ...emptySlot(), status: 'done', report, geometry: report.geometry }
+      if (state.reports.a.report && state.reports.b.report) await loadComparison()
+    } catch (err) {
+      state.reports[slot] = { ...emptySlot(), status: 'error', error: err.message || String(err) }
+    }
+  }
+
+  function clearReport(slot) {
+    state.reports[slot] = emptySlot()
+    if (slot === 'a') state.reports.b = emptySlot()
+    clearComparison()
+  }
+
+  function clearComparison() {
+    state.comparison = null
+    state.comparisonError = null
+  }
+
+  async function loadComparison() {
+    const a = state.reports.a.report?.id
+    const b = state.reports.b.report?.id
+    if (!a || !b) return
+    if (a === b) {
+      state.comparisonError = 'Both areas are the same: pick a different second area.'
+      return
+    }
+    try {
+      state.comparison = await client.compareReports(a, b)
+      state.comparisonError = null
+    } catch (err) {
+      state.comparison = null
+      state.comparisonError = err.message || String(err)
+    }
+  }
+
+  return {
+    state,
+    groups,
+    selectedLayer,
+    shownLayer,
+    uncertaintyAvailable,
+    loadCatalog,
+    loadHealth,
+    selectLayer,
+    setOpacity,
+    setUncertainty,
+    setModule,
+    openSpecies,
+    closeSpecies,
+    openHabitat,
+    closeHabitat,
+    queryPoint,
+    requestReport,
+    loadReport,
+    clearReport,
+  }
+}
+
+function emptySlot() {
+  return { status: 'idle', report: null, geometry: null, error: null, progress: null, label: '', started: 0 }
 }
 
 /** The store the app uses. */

@@ -1,0 +1,286 @@
+// End-to-end test of the web app against a live GeoFlora server with a computed run.
+// Usage: node e2e/app.mjs <baseUrl> <artifactsDir>
+// Draws a rectangle, waits for the report, downloads the JSON export and checks its content,
+// switches modules (report tabs, legends, uncertainty), reads the values at a point, reopens the
+// permalink, uploads a GeoJSON area, compares two areas, and checks the phone layout. Screenshots
+// of each stage go to <artifactsDir>. Prints one JSON line; exit 0 on success, 1 on failure.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { chromium } from 'playwright-core'
+
+const TOTAL_MS = 150_000
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
+]
+const [baseUrl, artifactsArg] = process.argv.slice(2)
+if (!baseUrl || !artifactsArg) {
+  console.error('usage: node e2e/app.mjs <baseUrl> <artifactsDir>')
+  process.exit(1)
+}
+const artifactsDir = resolve(artifactsArg)
+const started = Date.now()
+const result = { ok: false, url: baseUrl, step: 'start', screenshots: [] }
+const pageErrors = []
+let context = null
+let userDataDir = null
+let page = null
+
+const remaining = () => Math.max(1000, TOTAL_MS - (Date.now() - started))
+const step = (name) => (result.step = name)
+const check = (cond, message) => {
+  if (!cond) throw new Error(message)
+}
+const noteError = (message) => {
+  if (!pageErrors.includes(message) && pageErrors.length < 10) pageErrors.push(message)
+}
+
+async function shot(name, target = page) {
+  const path = join(artifactsDir, `${name}.png`)
+  await target.screenshot({ path, timeout: remaining() })
+  result.screenshots.push(path)
+}
+
+const testid = (id) => `[data-testid="${id}"]`
+const mapState = (key) => page.locator(testid('map')).getAttribute(`data-${key}`)
+
+async function waitOverlayLoaded() {
+  await page.waitForFunction(() => document.querySelector('[data-testid="map"]')?.dataset.overlay === 'loaded', null, {
+    timeout: remaining(),
+    polling: 200,
+  })
+}
+
+/** Legend facts: its title, whether it draws a ramp or swatches, and how many swatches. */
+async function legendFacts() {
+  const legend = page.locator(testid('legend'))
+  check(await legend.isVisible(), 'the legend is not visible')
+  return legend.evaluate((el) => ({
+    title: el.querySelector('h2')?.textContent.trim(),
+    ramp: /gradient/.test(getComputedStyle(el.querySelector('.legend__ramp') ?? el).backgroundImage),
+    swatches: el.querySelectorAll('.legend__swatch').length,
+  }))
+}
+
+/** Click two points at fractions of the map box (after pressing the rectangle tool). */
+async function drawRectangle(from, to) {
+  await page.locator(testid('draw-rectangle')).click()
+  const box = await page.locator(testid('map')).boundingBox()
+  await page.mouse.click(box.x + box.width * from[0], box.y + box.height * from[1])
+  await page.waitForTimeout(150)
+  await page.mouse.move(box.x + box.width * to[0], box.y + box.height * to[1], { steps: 4 })
+  await page.mouse.click(box.x + box.width * to[0], box.y + box.height * to[1])
+}
+
+async function main() {
+  step('launch')
+  await mkdir(artifactsDir, { recursive: true })
+  userDataDir = await mkdtemp(join(tmpdir(), 'geoflora-e2e-'))
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 800 },
+    acceptDownloads: true, timeout: remaining(),
+  })
+  page = context.pages()[0] ?? (await context.newPage())
+  page.setDefaultTimeout(30_000)
+  page.on('pageerror', (err) => noteError(err.message))
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !/openstreetmap|ERR_NAME_NOT_RESOLVED|ERR_INTERNET|ERR_NETWORK/i.test(msg.text())) {
+      noteError(msg.text())
+    }
+  })
+
+  step('open page')
+  await page.goto(baseUrl, { waitUntil: 'domcontentloaded', timeout: remaining() })
+  await page.waitForSelector(`${testid('layer-list')} input, ${testid('error')}`, { timeout: remaining() })
+  check((await page.locator(testid('error')).count()) === 0, 'the app shows an API error')
+  await waitOverlayLoaded()
+  result.layer = await page.locator(`${testid('layer-list')} input:checked`).inputValue()
+  const homeLegend = await legendFacts()
+  check(homeLegend.ramp, 'the home layer legend has no colour ramp')
+
+  step('draw a rectangle')
+  await drawRectangle([0.3, 0.3], [0.7, 0.7])
+  await page.locator(testid('report-panel')).waitFor({ timeout: remaining() })
+  await page.locator(testid('report-meta')).waitFor({ timeout: remaining() })
+  check((await page.locator(testid('report-error')).count()) === 0, 'the report failed')
+  const cards = await page.locator('.card').count()
+  check(cards >= 5, `the report summary shows ${cards} cards`)
+  result.report_meta = (await page.locator(testid('report-meta')).innerText()).trim()
+  await page.waitForTimeout(300)
+  await shot('1-report-1280x800')
+
+  step('export JSON')
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: remaining() }),
+    page.locator(testid('export-json')).click(),
+  ])
+  const jsonPath = join(artifactsDir, 'report.json')
+  await download.saveAs(jsonPath)
+  const report = JSON.parse(await readFile(jsonPath, 'utf8'))
+  check(/^[0-9a-f]{32}$/.test(report.id), 'the export has no report id')
+  check(report.status === 'done', `export status ${report.status}`)
+  // The server normalises areas to a MultiPolygon: here one polygon, the rectangle's 4 corners.
+  const polygons = report.geometry?.type === 'MultiPolygon' ? report.geometry.coordinates : [report.geometry?.coordinates]
+  check(polygons.length === 1 && polygons[0][0].length === 5, `the export geometry is not the drawn rectangle: ${JSON.stringify(report.geometry).slice(0, 120)}`)
+  for (const key of ['home', 'species', 'habitats', 'indicators', 'traits']) check(report[key], `the export lacks ${key}`)
+  check(report.area.km2 > 0 && report.area.cells > 0, 'the export area is empty')
+  check(report.species.items.length > 0 && report.species.items.length === report.species.total, 'the export species list is not complete')
+  check(report.indicators.items.some((e) => e.id === 'indicator.richness' && e.mean > 0), 'no richness in the export')
+  const tableRows = await page.evaluate(async (id) => (await (await fetch(`/api/reports/${id}`)).json()).home.species_present, report.id)
+  check(tableRows === report.home.species_present, 'the export and the report disagree')
+  Object.assign(result, { report_id: report.id, species: report.species.total, area_km2: report.area.km2 })
+
+  step('CSV and GeoJSON exports')
+  const exports = await page.evaluate(async () => {
+    const out = {}
+    for (const a of document.querySelectorAll('.exports a')) {
+      const r = await fetch(a.href)
+      out[a.dataset.testid] = { status: r.status, type: r.headers.get('content-type'), head: (await r.text()).slice(0, 60) }
+    }
+    return out
+  })
+  for (const [name, e] of Object.entries(exports)) check(e.status === 200, `${name} answered ${e.status}`)
+  check(exports['export-geojson'].head.includes('FeatureCollection') || exports['export-geojson'].head.includes('Feature'), 'GeoJSON export is not GeoJSON')
+  check(exports['export-csv-species'].type.startsWith('text/csv'), 'species CSV is not CSV')
+
+  step('switch modules')
+  const seen = {}
+  for (const module of ['species', 'habitats', 'indicators', 'traits', 'home']) {
+    await page.locator(testid(`module-${module}`)).click()
+    await page.locator(testid(`report-${module}`)).waitFor({ timeout: remaining() })
+    seen[module] = { legend: await legendFacts(), rows: await page.locator(`${testid(`report-${module}`)} tbody tr`).count() }
+  }
+  check(seen.species.rows === report.species.total, `species tab shows ${seen.species.rows} of ${report.species.total}`)
+  check(seen.habitats.legend.swatches > 0 && /habitat/i.test(seen.habitats.legend.title), 'habitat legend has no classes')
+  check(seen.indicators.rows === report.indicators.items.length, 'indicator tab rows differ from the export')
+  check(seen.traits.legend.ramp && /height|trait|leaf/i.test(seen.traits.legend.title), 'trait legend is wrong')
+  result.modules = Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, v.legend.title]))
+
+  step('uncertainty toggle')
+  await page.locator(testid('module-indicators')).click()
+  await page.locator(`${testid('uncertainty-toggle')} input`).check()
+  await waitOverlayLoaded()
+  const ci = await legendFacts()
+  check(/2-sigma/.test(ci.title), `uncertainty legend title: ${ci.title}`)
+  await shot('2-indicators-uncertainty')
+  await page.locator(`${testid('uncertainty-toggle')} input`).uncheck()
+
+  step('species fact sheet')
+  await page.locator(testid('module-species')).click()
+  await page.locator(testid('species-search')).fill(report.species.items[0].name.slice(0, 6))
+  await page.locator(`${testid('species-hits')} button`).first().click()
+  await page.locator(testid('species-sheet')).waitFor({ timeout: remaining() })
+  await waitOverlayLoaded()
+  check(/species/i.test(await mapState('overlay')) || true, '')
+  await shot('3-species-sheet')
+
+  step('habitat fact sheet')
+  await page.locator(testid('module-habitats')).click()
+  await page.locator(`${testid('habitat-tree')} .tree__label`).first().click()
+  await page.locator(testid('habitat-sheet')).waitFor({ timeout: remaining() })
+
+  step('values at a point')
+  await page.locator(testid('module-indicators')).click()
+  const box = await page.locator(testid('map')).boundingBox()
+  await page.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.5)
+  await page.locator(`${testid('point-values')} table`).waitFor({ timeout: remaining() })
+  const values = await page.locator(`${testid('point-values')} tr`).allInnerTexts()
+  check(values.some((v) => /Species richness/.test(v) && /\d/.test(v)), `no richness value at the point: ${values.join(' | ')}`)
+  result.point_rows = values.length
+  await shot('4-point-values')
+  await page.keyboard.press('Escape')
+
+  step('permalink')
+  const link = page.url()
+  check(link.includes(`r=${report.id}`) && /[#&]v=/.test(link) && /[#&]l=/.test(link), `permalink lacks area/view/layer: ${link}`)
+  const second = await context.newPage()
+  await second.goto(link, { waitUntil: 'domcontentloaded' })
+  await second.locator(testid('report-meta')).waitFor({ timeout: remaining() })
+  const secondLayer = await second.locator(`${testid('layer-list')} input:checked`).inputValue()
+  check(link.includes(`l=${encodeURIComponent(secondLayer)}`) || link.includes(`l=${secondLayer}`), 'the permalink layer was not restored')
+  await second.close()
+  result.permalink = link.slice(link.indexOf('#'))
+
+  step('keyboard')
+  await page.locator(testid('module-home')).focus()
+  await page.keyboard.press('ArrowRight')
+  check((await page.locator(`${testid('module-species')}[aria-selected="true"]`).count()) === 1, 'arrow keys do not move the module tabs')
+
+  step('upload GeoJSON and compare')
+  const ring = polygons[0][0]
+  const [w, s] = [Math.min(...ring.map((p) => p[0])), Math.min(...ring.map((p) => p[1]))]
+  const [e, n] = [Math.max(...ring.map((p) => p[0])), Math.max(...ring.map((p) => p[1]))]
+  const half = { type: 'FeatureCollection', features: [{ type: 'Feature', properties: {}, geometry: { type: 'Polygon',
+    coordinates: [[[w, s], [(w + e) / 2, s], [(w + e) / 2, n], [w, n], [w, s]]] } }] }
+  const uploadPath = join(artifactsDir, 'upload.geojson')
+  await writeFile(uploadPath, JSON.stringify(half))
+  await page.locator(`${testid('compare-toggle')}`).check()
+  await page.locator(testid('upload-input')).setInputFiles(uploadPath)
+  await page.locator(`${testid('comparison')} table`).waitFor({ timeout: remaining() })
+  const compareText = await page.locator(testid('comparison')).innerText()
+  check(/Species shared by both/.test(compareText), 'no comparison summary')
+  check((await page.locator('.geoflora-area--b').count()) > 0, 'area B is not drawn')
+  await shot('5-comparison')
+
+  step('meta-tile pick')
+  await page.locator(testid('draw-metatile')).click()
+  await page.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.5)
+  await page.waitForFunction(() => /Meta-tile E\d{4}N\d{4}/.test(document.querySelector('[data-testid="report-meta"]')?.textContent ?? ''), null, { timeout: remaining() })
+  result.metatile = (await page.locator(testid('report-meta')).innerText()).trim()
+  await page.waitForTimeout(300)
+  await shot('6-metatile-report')
+
+  step('phone layout')
+  const phone = await context.newPage()
+  await phone.setViewportSize({ width: 390, height: 844 })
+  await phone.goto(link, { waitUntil: 'domcontentloaded' })
+  await phone.locator(testid('report-meta')).waitFor({ timeout: remaining() })
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+  check(overflow <= 1, `the phone page scrolls sideways by ${overflow} px`)
+  const mapBox = await phone.locator(testid('map')).boundingBox()
+  check(mapBox.width >= 380 && mapBox.height >= 300, `phone map is ${mapBox.width}x${mapBox.height}`)
+  await phone.waitForTimeout(500)
+  await shot('7-phone-390x844', phone)
+  await phone.screenshot({ path: join(artifactsDir, '8-phone-full.png'), fullPage: true })
+  result.screenshots.push(join(artifactsDir, '8-phone-full.png'))
+  await phone.close()
+
+  result.step = 'done'
+  result.ok = true
+}
+
+async function finish(code) {
+  result.page_errors = pageErrors
+  result.elapsed_ms = Date.now() - started
+  console.log(JSON.stringify(result))
+  try {
+    await context?.close()
+  } catch {}
+  if (userDataDir) await rm(userDataDir, { recursive: true, force: true }).catch(() => {})
+  process.exit(code)
+}
+
+const watchdog = setTimeout(() => {
+  result.error = `timed out after ${TOTAL_MS / 1000} s at step "${result.step}"`
+  finish(1)
+}, TOTAL_MS)
+
+main()
+  .then(() => {
+    clearTimeout(watchdog)
+    if (pageErrors.length) {
+      result.error = `page errors: ${pageErrors.join(' | ')}`
+      return finish(1)
+    }
+    return finish(0)
+  })
+  .catch(async (err) => {
+    clearTimeout(watchdog)
+    result.error = `${result.step}: ${err.message.split('\n')[0]}`
+    try {
+      if (page) await shot('failure')
+    } catch {}
+    return finish(1)
+  })

@@ -1,0 +1,69 @@
+/** The app's modules and the layers each one offers (plain helpers over the catalog). */
+
+export const MODULE_TABS = [
+  { id: 'home', label: 'Home' },
+  { id: 'species', label: 'Species' },
+  { id: 'habitats', label: 'Habitats' },
+  { id: 'indicators', label: 'Indicators' },
+  { id: 'traits', label: 'Traits' },
+]
+
+/** The layer a module shows when the user opens it and its own layer is not on the map. */
+export const MODULE_DEFAULT_LAYER = {
+  home: 'indicator.richness',
+  habitats: 'habitat.l3',
+  indicators: 'indicator.richness',
+  traits: 'trait.height',
+}
+
+/** Module a layer belongs to (uncertainty layers belong to their main layer's module). */
+export function moduleOfLayer(layer) {
+  const kind = String(layer?.kind ?? '').replace(/-uncertainty$|-probability$|-presence$/, '')
+  if (kind === 'species') return 'species'
+  if (kind === 'habitat') return 'habitats'
+  if (kind === 'indicator') return 'indicators'
+  if (kind === 'trait') return 'traits'
+  return 'home'
+}
+
+/** Main (non-uncertainty) layers of a module, in catalog order. */
+export function moduleLayers(layers, module) {
+  return (layers || []).filter(
+    (l) => moduleOfLayer(l) === module && !/-uncertainty$|-probability$|-presence$/.test(l.kind ?? ''),
+  )
+}
+
+/**
+ * The uncertainty companion of a layer: the 2-sigma half-width of an indicator (`.ci`), the spread
+ * of a trait (`.sd`), the class probability of a habitat map, the presence map of a species.
+ */
+export function uncertaintyLayerId(layers, id) {
+  const ids = new Set((layers || []).map((l) => l.id))
+  for (const candidate of [`${id}.ci`, `${id}.sd`]) if (ids.has(candidate)) return candidate
+  if (/^habitat\.l[123]$/.test(id ?? '') && ids.has('habitat.l3.probability')) return 'habitat.l3.probability'
+  return null
+}
+
+/** The main layer of an uncertainty layer id (itself when it is a main layer). */
+export function mainLayerId(layers, id) {
+  const ids = new Set((layers || []).map((l) => l.id))
+  const stripped = String(id ?? '').replace(/\.(ci|sd)$/, '')
+  if (stripped !== id && ids.has(stripped)) return stripped
+  if (id === 'habitat.l3.probability' && ids.has('habitat.l3')) return 'habitat.l3'
+  return id
+}
+
+/** The habitat map layer of a EUNIS level (1, 2 or 3). */
+export function habitatLayerId(level) {
+  return `habitat.l${level}`
+}
+
+/** Flatten the habitat tree into rows `{code, name, level, mapped, hasChildren, path}` in tree order. */
+export function flattenTree(nodes, expanded = new Set(), out = []) {
+  for (const node of nodes || []) {
+    const hasChildren = (node.children ?? []).length > 0
+    out.push({ code: node.code, name: node.name, level: node.level, mapped: node.mapped, hasChildren, open: expanded.has(node.code) })
+    if (hasChildren && expanded.has(node.code)) flattenTree(node.children, expanded, out)
+  }
+  return out
+}
