@@ -6,13 +6,14 @@ A cell belongs to the area when its centre lies inside the polygon (GDAL's raste
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from rasterio.features import rasterize
 from shapely.geometry.base import BaseGeometry
 
-from backend.reports.index import BINS, BLOCK, NB, RunIndex, TileIndex, bin_of
+from backend.reports.index import BINS, BLOCK, NB, RunIndex, TileIndex, bin_of, by_block, decode_block_cells
 from inference.grid import CELLS_PER_METATILE, MetaTile
 
 
@@ -86,6 +87,21 @@ def _add_species_cells(acc: AreaSums, t: TileIndex, cells: np.ndarray) -> None:
             acc.sp_codes += np.bincount(species[take], weights=codes[take], minlength=n_sp).astype(np.int64)
 
 
+def _add_species_blocks(acc: AreaSums, t: TileIndex, mask: np.ndarray, blocks: np.ndarray) -> None:
+    """Species of the cells of ``mask`` in ``blocks`` (flat block indices) of one tile, from the index's
+    per-block cell streams."""
+    off = t.cells_off
+    raws = [zlib.decompress(t.cells_bin[off[b]:off[b + 1]]) for b in blocks]
+    counts, species, codes = decode_block_cells(raws)
+    br, bc = np.divmod(blocks, NB)
+    inside = by_block(mask)[br, bc].ravel()  # [blocks x 100], cells in the block's row-major order
+    acc.n_assemblage += int((counts[inside] > 0).sum())
+    take = np.repeat(inside, counts)
+    n_sp = len(acc.sp_cells)
+    acc.sp_cells += np.bincount(species[take], minlength=n_sp)
+    acc.sp_codes += np.bincount(species[take], weights=codes[take], minlength=n_sp).astype(np.int64)
+
+
 def area_sums(index: RunIndex, geom: BaseGeometry, keep_values: bool = False) -> AreaSums:
     """Sum the index over the cells of ``geom`` (EPSG:3035). ``keep_values``: also gather every cell's
     continuous values (for exact quantiles; meant for small areas)."""
@@ -124,7 +140,7 @@ def area_sums(index: RunIndex, geom: BaseGeometry, keep_values: bool = False) ->
         if partial.any():
             edge = mask & np.repeat(np.repeat(partial, BLOCK, 0), BLOCK, 1)
             _add_cells(acc, index, t, edge)
-            _add_species_cells(acc, t, edge)
+            _add_species_blocks(acc, t, mask, np.flatnonzero(partial))
         if keep_values and len(index.continuous):
             rows, cols = np.nonzero(mask)
             v = np.asarray(t.cont[:, rows, cols])

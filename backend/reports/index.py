@@ -39,7 +39,7 @@ from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.pipeline.assemblage import FILE_NAME as ASSEMBLAGE_FILE
 from inference.pipeline.assemblage import AssemblageError, _decode_chunk, read_header
 
-VERSION = 1
+VERSION = 2
 BLOCK = 10
 BINS = 64
 INDEX_DIR = "report-index"
@@ -126,7 +126,10 @@ def _species_blocks(reader: StoreReader, n_species: int):
     """Per-block species aggregates of one store (CSR over the NB x NB blocks) and per-block counts of
     cells with a non-empty assemblage."""
     ch = reader.chunk
+    if ch % BLOCK:
+        raise IndexError_(f"{reader.path}: chunks of {ch} cells are not whole {BLOCK}-cell blocks")
     keys_all, cells_all, codes_all = [], [], []
+    blobs: list[bytes | None] = [None] * (NB * NB)
     nonempty = np.zeros((NB, NB), np.int64)
     for cr in range(-(-reader.rows // ch)):
         for cc in range(reader.per_row):
@@ -139,6 +142,7 @@ def _species_blocks(reader: StoreReader, n_species: int):
             local = ((rows[:, None] - br0) * nbc + (cols[None, :] - bc0)).ravel()
             np.add.at(nonempty, (rows[:, None].repeat(w, 1).ravel(), cols[None, :].repeat(h, 0).ravel()),
                       (counts.ravel() > 0).astype(np.int64))
+            _block_cells(blobs, counts, species, codes, cr * ch // BLOCK, cc * ch // BLOCK)
             if not len(species):
                 continue
             entry_block = np.repeat(local, counts.ravel())
@@ -161,14 +165,56 @@ def _species_blocks(reader: StoreReader, n_species: int):
         block = sp = cells = codes = np.zeros(0, np.int64)
     off = np.zeros(NB * NB + 1, np.int64)
     off[1:] = np.cumsum(np.bincount(block, minlength=NB * NB))
-    return {"sp_off": off, "sp_idx": sp.astype(np.uint16), "sp_cells": cells.astype(np.uint8),
+    sizes = np.array([len(b) for b in blobs], np.int64)
+    return {"cells_off": np.r_[0, np.cumsum(sizes)], "cells_bin": np.frombuffer(b"".join(blobs), np.uint8),
+            "sp_off": off, "sp_idx": sp.astype(np.uint16), "sp_cells": cells.astype(np.uint8),
             "sp_codes": codes.astype(np.uint16), "nonempty": nonempty.astype(np.uint8),
             # per species over the whole meta-tile (species detail: where it is predicted)
             "sp_total": np.bincount(sp, weights=cells, minlength=n_species).astype(np.int64),
             "sp_total_codes": np.bincount(sp, weights=codes, minlength=n_species).astype(np.int64)}
 
 
-def _blocks(a: np.ndarray) -> np.ndarray:
+def _block_cells(blobs: list, counts: np.ndarray, species: np.ndarray, codes: np.ndarray, br0: int, bc0: int) -> None:
+    """The cells of each block of a chunk as one zlib stream per block (the store's cell encoding, over
+    the block's 10 x 10 cells), so that the cells of boundary blocks decompress 100 cells, not 2,500."""
+    h, w = counts.shape
+    off = np.r_[0, np.cumsum(counts.ravel())]
+    for i in range(h // BLOCK):
+        for j in range(w // BLOCK):
+            rows = range(i * BLOCK, (i + 1) * BLOCK)
+            spans = [(off[r * w + j * BLOCK], off[r * w + (j + 1) * BLOCK]) for r in rows]
+            sp = np.concatenate([species[a:b] for a, b in spans])
+            co = np.concatenate([codes[a:b] for a, b in spans])
+            cnt = counts[i * BLOCK:(i + 1) * BLOCK, j * BLOCK:(j + 1) * BLOCK].ravel()
+            delta = sp.astype(np.int64)
+            if len(delta):  # within a cell, each species as the difference to the previous one
+                delta[1:] -= sp[:-1]
+                starts = np.r_[0, np.cumsum(cnt)[:-1]]
+                starts = starts[starts < len(delta)]
+                delta[starts] = sp[starts]
+            raw = cnt.astype("<u2").tobytes() + delta.astype("<u2").tobytes() + co.astype(np.uint8).tobytes()
+            blobs[(br0 + i) * NB + bc0 + j] = zlib.compress(raw, 6)
+
+
+def decode_block_cells(raws: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts [blocks x 100], species and codes of the decompressed block streams ``raws`` together."""
+    n_cells = BLOCK * BLOCK
+    counts, deltas, codes = [], [], []
+    for raw in raws:
+        cnt = np.frombuffer(raw, "<u2", n_cells)
+        n = (len(raw) - 2 * n_cells) // 3
+        counts.append(cnt)
+        deltas.append(np.frombuffer(raw, "<u2", n, offset=2 * n_cells))
+        codes.append(np.frombuffer(raw, np.uint8, n, offset=2 * n_cells + 2 * n))
+    counts = np.concatenate(counts).astype(np.int64)
+    delta = np.concatenate(deltas).astype(np.int64)
+    total = np.cumsum(delta)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    base = np.where(starts > 0, total[np.maximum(starts - 1, 0)] if len(total) else 0, 0)
+    return counts, total - np.repeat(base, counts), np.concatenate(codes)
+
+
+def by_block(a: np.ndarray) -> np.ndarray:
     """[..., 500, 500] -> [..., NB, NB, BLOCK * BLOCK]."""
     lead = a.shape[:-2]
     return a.reshape(*lead, NB, BLOCK, NB, BLOCK).swapaxes(-3, -2).reshape(*lead, NB, NB, BLOCK * BLOCK)
@@ -192,22 +238,34 @@ _build_lock = threading.Lock()
 def build_index(data_dir: Path, run_id: str, tile_ids: list[str], bands: list[BandSpec]) -> Path:
     """Build the report index of a run (a no-op when it exists); returns its folder."""
     out = run_index_dir(data_dir, run_id)
-    if (out / "meta.json").is_file():
+    if index_version(out) == VERSION:
         return out
     with _build_lock:
-        if (out / "meta.json").is_file():
+        if index_version(out) == VERSION:
             return out
         tmp = out.with_name(f".{INDEX_DIR}.{secrets.token_hex(4)}.tmp")
+        old = out.with_name(f".{INDEX_DIR}.{secrets.token_hex(4)}.old")
         try:
             _build(data_dir, run_id, tile_ids, bands, tmp)
+            if out.exists():  # an index of an older layout: set it aside, then swap
+                os.replace(out, old)
             try:
                 os.replace(tmp, out)
             except OSError:  # another process finished first: its index is as good
-                if not (out / "meta.json").is_file():
+                if index_version(out) != VERSION:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def index_version(folder: Path) -> int | None:
+    """Layout version of the index in ``folder`` (None when there is none)."""
+    try:
+        return json.loads((folder / "meta.json").read_text()).get("version")
+    except (OSError, ValueError):
+        return None
 
 
 def _build(data_dir: Path, run_id: str, tile_ids: list[str], bands: list[BandSpec], tmp: Path) -> None:
@@ -248,13 +306,13 @@ def _build(data_dir: Path, run_id: str, tile_ids: list[str], bands: list[BandSpe
         np.save(folder / "cont.npy", values)
         np.save(folder / "cat.npy", classes)
         arrays = _species_blocks(reader, len(species_ids))
-        cb = _blocks(classes)  # [K, NB, NB, 100]
+        cb = by_block(classes)  # [K, NB, NB, 100]
         cat_counts = np.zeros((len(cat), NB, NB, 256), np.uint8)
         for i in range(len(cat)):
             flat = cb[i].reshape(NB * NB, -1)
             idx = (np.arange(NB * NB)[:, None] * 256 + flat).ravel()
             cat_counts[i] = np.bincount(idx, minlength=NB * NB * 256).reshape(NB, NB, 256)
-        vb = _blocks(values)  # [C, NB, NB, 100]
+        vb = by_block(values)  # [C, NB, NB, 100]
         valid = np.isfinite(vb)
         arrays.update(
             cat_counts=cat_counts,
@@ -272,7 +330,7 @@ def _build(data_dir: Path, run_id: str, tile_ids: list[str], bands: list[BandSpe
     hi = np.where(np.isfinite(hi), hi, 0.0)
     for tile_id in tiles:  # histograms need the run-wide range of each band
         values = np.load(tmp / tile_id / "cont.npy", mmap_mode="r")
-        vb = _blocks(np.asarray(values))
+        vb = by_block(np.asarray(values))
         b = bin_of(vb, lo, hi)  # [C, NB, NB, 100]
         b = np.where(np.isfinite(vb), b, BINS)  # NaN into an overflow bin, dropped below
         hist = np.zeros((len(cont), NB * NB, BINS + 1), np.int64)
@@ -290,7 +348,7 @@ def _build(data_dir: Path, run_id: str, tile_ids: list[str], bands: list[BandSpe
 class TileIndex:
     """One meta-tile's part of the index, memory-mapped."""
 
-    NAMES = ("sp_off", "sp_idx", "sp_cells", "sp_codes", "sp_total", "sp_total_codes", "nonempty", "cat_counts", "cont_count", "cont_sum",
+    NAMES = ("cells_off", "cells_bin", "sp_off", "sp_idx", "sp_cells", "sp_codes", "sp_total", "sp_total_codes", "nonempty", "cat_counts", "cont_count", "cont_sum",
              "cont_min", "cont_max", "cont_hist", "cont", "cat")
 
     def __init__(self, folder: Path, store: Path) -> None:

@@ -22,7 +22,8 @@ from backend.reports.aggregate import area_sums
 from backend.reports.content import SpeciesTable, build_report
 from backend.reports.geometry import Area, parse_area
 from backend.reports.search import NameIndex
-from backend.reports.index import RunIndex, band_specs, build_index, run_index_dir
+from backend.reports.index import VERSION as INDEX_VERSION
+from backend.reports.index import RunIndex, band_specs, build_index, index_version, run_index_dir
 from backend.settings import Settings
 from inference.grid import CELL_M, MetaTile
 
@@ -78,7 +79,7 @@ class ReportService:
             idx = self._indexes.get(run.id)
         if idx is not None:
             return idx
-        if not (run_index_dir(self.settings.data_dir, run.id) / "meta.json").is_file():
+        if index_version(run_index_dir(self.settings.data_dir, run.id)) != INDEX_VERSION:
             t0 = time.perf_counter()
             build_index(self.settings.data_dir, run.id, [t.tile_id for t in run.metatiles], band_specs(run.layers))
             log.info("report index of run %s built in %.1f s", run.id, time.perf_counter() - t0)
