@@ -225,9 +225,17 @@ async function main() {
   await shot('5-comparison')
 
   step('meta-tile pick')
+  // Click inside the first area (inside the mapped region, wherever popups have panned the map).
+  const inside = await page.locator('path.geoflora-area--a').boundingBox()
   await page.locator(testid('draw-metatile')).click()
-  await page.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.5)
-  await page.waitForFunction(() => /Meta-tile E\d{4}N\d{4}/.test(document.querySelector('[data-testid="report-meta"]')?.textContent ?? ''), null, { timeout: remaining() })
+  await page.mouse.click(inside.x + inside.width / 2, inside.y + inside.height / 2)
+  await page.waitForFunction(
+    () => /Meta-tile E\d{4}N\d{4}/.test(document.querySelector('[data-testid="report-meta"]')?.textContent ?? '') ||
+      document.querySelector('[data-testid="report-error"]'),
+    null,
+    { timeout: remaining() },
+  )
+  check((await page.locator(testid('report-error')).count()) === 0, `meta-tile report failed: ${await page.locator(testid('report-error')).innerText().catch(() => '')}`)
   result.metatile = (await page.locator(testid('report-meta')).innerText()).trim()
   await page.waitForTimeout(300)
   await shot('6-metatile-report')
@@ -237,14 +245,14 @@ async function main() {
   await phone.setViewportSize({ width: 390, height: 844 })
   await phone.goto(link, { waitUntil: 'domcontentloaded' })
   await phone.locator(testid('report-meta')).waitFor({ timeout: remaining() })
-  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
-  check(overflow <= 1, `the phone page scrolls sideways by ${overflow} px`)
-  const mapBox = await phone.locator(testid('map')).boundingBox()
-  check(mapBox.width >= 380 && mapBox.height >= 300, `phone map is ${mapBox.width}x${mapBox.height}`)
   await phone.waitForTimeout(500)
   await shot('7-phone-390x844', phone)
   await phone.screenshot({ path: join(artifactsDir, '8-phone-full.png'), fullPage: true })
   result.screenshots.push(join(artifactsDir, '8-phone-full.png'))
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+  check(overflow <= 1, `the phone page scrolls sideways by ${overflow} px`)
+  const mapBox = await phone.locator(testid('map')).boundingBox()
+  check(mapBox.width >= 380 && mapBox.height >= 300, `phone map is ${mapBox.width}x${mapBox.height}`)
   await phone.close()
 
   result.step = 'done'

@@ -83,11 +83,10 @@ export function summaryCards(report) {
 /** Columns of a module table: `{key, label, numeric}`; `format` turns a row value into text. */
 export const COLUMNS = {
   species: [
-    { key: 'name', label: 'Species' },
-    { key: 'family', label: 'Family' },
+    // The family and the status flags go on a second line under the name (`sub`).
+    { key: 'name', label: 'Species', sub: (row) => [row.family, ...row.flags].filter(Boolean).join(' · ') },
     { key: 'iucn', label: 'IUCN' },
-    { key: 'flags', label: 'Status', format: (v) => v.join(', ') },
-    { key: 'coverage', label: 'Coverage', numeric: true, format: formatPercent },
+    { key: 'coverage', label: 'Cover', numeric: true, format: formatPercent },
     { key: 'mean_probability', label: 'Mean p', numeric: true, format: formatNumber },
   ],
   habitats: [

@@ -98,12 +98,13 @@ export function createStore(client = api) {
   }
 
   // ---- fact sheets -------------------------------------------------------------------------------
-  async function openSpecies(id) {
+  /** Open a species' fact sheet; `show` also puts its probability map on the map. */
+  async function openSpecies(id, { show = true } = {}) {
     state.speciesError = null
     try {
       state.species = await client.getSpecies(id)
       const layer = state.species.layers?.find((l) => !l.endsWith('.presence')) ?? state.species.layers?.[0]
-      if (layer) selectLayer(layer)
+      if (layer && show) selectLayer(layer)
     } catch (err) {
       state.species = null
       state.speciesError = err.message || String(err)
@@ -114,7 +115,8 @@ export function createStore(client = api) {
     state.species = null
   }
 
-  async function openHabitat(code, level) {
+  /** Open a habitat's fact sheet; `show` also puts the habitat map of its level on the map. */
+  async function openHabitat(code, level, { show = true } = {}) {
     state.habitatError = null
     try {
       const habitat = await client.getHabitat(code)
@@ -122,8 +124,10 @@ export function createStore(client = api) {
       const layer = findLayer(state.layers, layerId)
       let share = null
       if (layer) {
-        selectLayer(layerId)
-        state.uncertainty = false
+        if (show) {
+          selectLayer(layerId)
+          state.uncertainty = false
+        }
         share = await habitatShare(layer, habitat.code).catch(() => null)
       }
       state.habitat = { ...habitat, layer: layer?.id ?? null, share }

@@ -25,8 +25,9 @@ export function applyPermalink(store, link) {
   if (link.uncertainty) store.setUncertainty(true)
   if (link.report) store.loadReport('a', link.report)
   if (link.report && link.compare) store.loadReport('b', link.compare)
-  if (link.species !== undefined) store.openSpecies(link.species)
-  if (link.habitat) store.openHabitat(link.habitat)
+  // Fact sheets reopen without changing the layer the link names.
+  if (link.species !== undefined) store.openSpecies(link.species, { show: !link.layer })
+  if (link.habitat) store.openHabitat(link.habitat, undefined, { show: !link.layer })
 }
 
 export function readLocation(location = globalThis.location) {
