@@ -220,7 +220,9 @@ export function comparisonRows(comparison) {
   const sp = comparison.species ?? {}
   if (Array.isArray(sp.unique)) rows.push({ group: 'Area', label: 'Species found only here', units: 'species', values: sp.unique })
   for (const e of comparison.indicators ?? []) {
-    rows.push({ group: e.id.startsWith('trait.') ? 'Traits' : 'Indicators', label: e.title, units: e.units ?? '', values: e.mean })
+    const trait = e.id.startsWith('trait.')
+    // Indicators are means per 50 m cell, unlike the species counts of the whole area above.
+    rows.push({ group: trait ? 'Traits' : 'Indicators', label: trait ? e.title : `${e.title}, mean per cell`, units: e.units ?? '', values: e.mean })
   }
   for (const h of comparison.habitats_level1 ?? []) {
     rows.push({ group: 'Habitats (level 1)', label: stripCode(h.name, h.code), units: 'share', values: h.coverage, share: true })

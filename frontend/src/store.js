@@ -33,6 +33,8 @@ export function createStore(client = api) {
     point: null, // {lat, lng, rows, error, loading}
   })
 
+  // Each report request gets a number; an answer for a superseded request is dropped.
+  let requests = 0
   const groups = computed(() => groupLayersByKind(state.layers))
   const selectedLayer = computed(() => findLayer(state.layers, state.selectedId))
   /** The layer drawn on the map: the selected one, or its uncertainty layer when toggled on. */
@@ -173,7 +175,7 @@ export function createStore(client = api) {
   // ---- reports -----------------------------------------------------------------------------------
   /** Compute (or fetch from the store) the report of `geometry` into slot 'a' or 'b'. */
   async function requestReport(slot, geometry, label = '') {
-    const started = Date.now()
+    const started = ++requests
     state.reports[slot] = { ...emptySlot(), status: 'computing', geometry, label, started }
     if (slot === 'a') clearComparison()
     try {
@@ -193,7 +195,7 @@ export function createStore(client = api) {
 
   /** Load a stored report by id (permalinks). */
   async function loadReport(slot, id) {
-    state.reports[slot] = { ...emptySlot(), status: 'computing', started: Date.now() }
+    state.reports[slot] = { ...emptySlot(), status: 'computing', started: ++requests }
     try {
       const report = await client.getReport(id)
       state.reports[slot] = { ...emptySlot(), status: 'done', report, geometry: report.geometry }

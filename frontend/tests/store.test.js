@@ -58,3 +58,106 @@ describe('store', () => {
     expect(store.state.healthError).toBe('down')
   })
 })
+
+describe('store: modules, reports, fact sheets, points', () => {
+  const catalog = [
+    { id: 'indicator.richness', kind: 'indicator', title: 'Species richness', wms_layer: 'indicator.richness', legend: { type: 'continuous' } },
+    { id: 'indicator.richness.ci', kind: 'indicator-uncertainty', title: 'Richness: 2-sigma', wms_layer: 'indicator.richness.ci', legend: {} },
+    { id: 'habitat.l3', kind: 'habitat', title: 'Habitat 3', wms_layer: 'habitat.l3', legend: { type: 'categorical', items: [{ value: 30, code: 'T13' }, { value: 2, code: 'C2.3' }] } },
+    { id: 'trait.height', kind: 'trait', title: 'Height', wms_layer: 'trait.height', legend: { type: 'continuous' } },
+    { id: 'species.24', kind: 'species', title: 'Quercus', wms_layer: 'species.24', legend: { type: 'continuous' } },
+  ]
+  const client = (overrides = {}) =>
+    fakeApi({ getLayers: async () => ({ run: { id: 'r1' }, layers: catalog }), ...overrides })
+
+  it('opens a module on its default layer and shows the uncertainty layer when asked', async () => {
+    const store = createStore(client())
+    await store.loadCatalog()
+    store.setModule('traits')
+    expect(store.state.selectedId).toBe('trait.height')
+    store.setModule('indicators')
+    expect(store.shownLayer.value.id).toBe('indicator.richness')
+    expect(store.uncertaintyAvailable.value).toBe(true)
+    store.setUncertainty(true)
+    expect(store.shownLayer.value.id).toBe('indicator.richness.ci')
+    store.selectLayer('trait.height')
+    expect(store.uncertaintyAvailable.value).toBe(false)
+    expect(store.shownLayer.value.id).toBe('trait.height')
+    store.selectLayer('indicator.richness.ci') // a permalink to the uncertainty layer
+    expect([store.state.selectedId, store.state.uncertainty]).toEqual(['indicator.richness', true])
+  })
+
+  it('computes a report, then a second one and their comparison', async () => {
+    const compared = []
+    const store = createStore(
+      client({
+        createReport: async (geometry) => ({ id: geometry.id, geometry: { type: 'MultiPolygon' } }),
+        compareReports: async (a, b) => {
+          compared.push([a, b])
+          return { areas: [{}, {}] }
+        },
+      }),
+    )
+    await store.requestReport('a', { id: 'A' }, 'Drawn rectangle')
+    expect(store.state.reports.a).toMatchObject({ status: 'done', label: 'Drawn rectangle', report: { id: 'A' } })
+    expect(store.state.reports.a.geometry).toEqual({ type: 'MultiPolygon' })
+    await store.requestReport('b', { id: 'B' })
+    expect(compared).toEqual([['A', 'B']])
+    expect(store.state.comparison).toEqual({ areas: [{}, {}] })
+    store.clearReport('a')
+    expect([store.state.reports.a.status, store.state.reports.b.status, store.state.comparison]).toEqual(['idle', 'idle', null])
+  })
+
+  it('keeps only the newest report when areas are drawn quickly', async () => {
+    let release
+    const slow = new Promise((resolve) => (release = resolve))
+    const store = createStore(
+      client({ createReport: async (g) => (g.id === 'old' ? slow.then(() => ({ id: 'old' })) : { id: 'new' }) }),
+    )
+    const first = store.requestReport('a', { id: 'old' })
+    await store.requestReport('a', { id: 'new' })
+    release()
+    await first
+    expect(store.state.reports.a.report.id).toBe('new')
+  })
+
+  it('shows report errors', async () => {
+    const store = createStore(client({ createReport: async () => Promise.reject(new Error('outside the mapped region')) }))
+    await store.requestReport('a', {})
+    expect(store.state.reports.a).toMatchObject({ status: 'error', error: 'outside the mapped region' })
+  })
+
+  it('opens a species sheet on its map, and a habitat sheet with its share of the map', async () => {
+    const store = createStore(
+      client({
+        getSpecies: async (id) => ({ id, name: 'Quercus', layers: ['species.24', 'species.24.presence'] }),
+        getHabitat: async (code) => ({ code, name: 'Riparian forest', level: 3, mapped: true, children: [] }),
+        getClassShares: async () => ({ b1: { histogram: [[750, 250], [30, 2]] } }),
+      }),
+    )
+    await store.loadCatalog()
+    await store.openSpecies(24)
+    expect([store.state.species.name, store.state.selectedId]).toEqual(['Quercus', 'species.24'])
+    await store.openHabitat('T13')
+    expect(store.state.habitat).toMatchObject({ code: 'T13', layer: 'habitat.l3', share: 0.75 })
+    expect(store.state.selectedId).toBe('habitat.l3')
+    await store.openSpecies(24, { show: false })
+    expect(store.state.selectedId).toBe('habitat.l3')
+  })
+
+  it('reads the values at a clicked point', async () => {
+    const urls = []
+    const store = createStore(
+      client({
+        getFeatureInfo: async (url) => {
+          urls.push(url)
+          return { features: [{ id: 'indicator.richness', properties: { layer: 'indicator.richness', title: 'Species richness', value: 1.2, text: '1.2 species' } }] }
+        },
+      }),
+    )
+    await store.loadCatalog()
+    await store.queryPoint({ lat: 48.4, lng: 8.5 })
+    expect(store.state.point).toMatchObject({ loading: false, error: null, rows: [{ title: 'Species richness', text: '1.2 species', hasValue: true }] })
+    expect(new URL(urls[0], 'http://x').searchParams.get('QUERY_LAYERS')).toBe('indicator.richness,habitat.l3,trait.height')
+  })
+})

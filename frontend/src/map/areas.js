@@ -86,7 +86,11 @@ export function attachAreas(map, { onArea = () => {}, onMode = () => {} } = {}) 
       shown[slot] = null
       if (!geometry) return
       shown[slot] = L.geoJSON(geometry, { style: AREA_STYLES[slot], interactive: false, pmIgnore: true }).addTo(map)
-      if (fit) map.fitBounds(shown[slot].getBounds(), { padding: [32, 32], maxZoom: 15 })
+      if (!fit) return
+      // Fit every shown area, so a comparison shows both.
+      const bounds = L.latLngBounds([])
+      for (const layer of Object.values(shown)) if (layer) bounds.extend(layer.getBounds())
+      map.fitBounds(bounds, { padding: [32, 32], maxZoom: 15 })
     },
   }
 }
