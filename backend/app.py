@@ -17,7 +17,7 @@ from backend.reports.service import ReportService
 from backend.routes import habitats, health, indicators, layers, reports, runs, species
 from backend.settings import Settings, get_settings
 from tiles.mapproxy_app import MapProxyMount
-from tiles import xyz
+from tiles import stac, xyz
 from tiles.titiler_app import mount_titiler
 from tiles.xyz import TileCache
 
@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix="/api")
     app.state.tile_cache = TileCache(settings.tile_cache_mb * 2**20)
     app.include_router(xyz.router)  # before TiTiler: the lean path for the catalog's own rendering
+    app.include_router(stac.router)
     mount_titiler(app)
 
     dist = settings.frontend_dist
