@@ -15,10 +15,19 @@ from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
 GDAL_ENV = {
-    # Opening one file must not list its directory (thousands of meta-tiles side by side).
+    # Opening one file must not list its directory (thousands of meta-tiles side by side); region
+    # overviews (.vrt.ovr) are opened explicitly by the renderer for that reason.
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_CACHEMAX": 256,
+    "GDAL_CACHEMAX": 256,  # MiB of decoded blocks shared by every open dataset
     "VSI_CACHE": True,
+    "VSI_CACHE_SIZE": 50_000_000,
+    # A region mosaic keeps its meta-tile COGs open (default pool: 100 files).
+    "GDAL_MAX_DATASET_POOL_SIZE": 512,
+    # Object storage (production): fetch only what a COG needs, few and merged range requests.
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.vrt,.ovr",
+    "GDAL_INGESTED_BYTES_AT_OPEN": 32768,
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
 }
 
 
