@@ -189,6 +189,7 @@ async function main() {
   const values = await page.locator(`${testid('point-values')} tr`).allInnerTexts()
   check(values.some((v) => /Species richness/.test(v) && /\d/.test(v)), `no richness value at the point: ${values.join(' | ')}`)
   result.point_rows = values.length
+  await page.waitForTimeout(400) // the popup fades in
   await shot('4-point-values')
   await page.keyboard.press('Escape')
 
@@ -224,11 +225,13 @@ async function main() {
   check((await page.locator('.geoflora-area--b').count()) > 0, 'area B is not drawn')
   await shot('5-comparison')
 
-  step('meta-tile pick')
-  // Click inside the first area (inside the mapped region, wherever popups have panned the map).
-  const inside = await page.locator('path.geoflora-area--a').boundingBox()
-  await page.locator(testid('draw-metatile')).click()
-  await page.mouse.click(inside.x + inside.width / 2, inside.y + inside.height / 2)
+  step('meta-tile pick with the keyboard')
+  // The map now fits both areas, so its centre is inside the mapped region: Enter on the
+  // Meta-tile button, then Enter on the (focused) map picks the meta-tile at the centre.
+  await page.locator(testid('draw-metatile')).focus()
+  await page.keyboard.press('Enter')
+  check((await page.evaluate(() => document.activeElement?.dataset.testid)) === 'map', 'the map is not focused for picking')
+  await page.keyboard.press('Enter')
   await page.waitForFunction(
     () => /Meta-tile E\d{4}N\d{4}/.test(document.querySelector('[data-testid="report-meta"]')?.textContent ?? '') ||
       document.querySelector('[data-testid="report-error"]'),

@@ -96,18 +96,15 @@ export const COLUMNS = {
     { key: 'cells', label: 'Cells', numeric: true, format: formatNumber },
   ],
   indicators: [
-    { key: 'title', label: 'Indicator' },
+    { key: 'title', label: 'Indicator (per cell)', sub: (row) => [row.units, row.range !== '–' && `range ${row.range}`].filter(Boolean).join(' · ') },
     { key: 'mean', label: 'Mean', numeric: true, format: formatNumber },
     { key: 'ci', label: '± 2σ', numeric: true, format: formatNumber },
-    { key: 'range', label: 'Min – max' },
-    { key: 'units', label: 'Units' },
   ],
   traits: [
-    { key: 'title', label: 'Trait' },
+    { key: 'title', label: 'Trait', sub: (row) => row.units },
     { key: 'mean', label: 'Mean', numeric: true, format: formatNumber },
     { key: 'median', label: 'Median', numeric: true, format: formatNumber },
-    { key: 'spread', label: 'Spread (sd log)', numeric: true, format: formatNumber },
-    { key: 'units', label: 'Units' },
+    { key: 'spread', label: 'Spread', numeric: true, format: formatNumber },
   ],
 }
 

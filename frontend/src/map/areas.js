@@ -51,16 +51,25 @@ export function attachAreas(map, { onArea = () => {}, onMode = () => {} } = {}) 
     onArea(geometry, e.shape === 'Rectangle' ? 'rectangle' : 'polygon')
   })
 
-  function pickAt(e) {
-    if (mode !== 'metatile') return
-    // The map's other click handler (values at a point) skips clicks that picked a meta-tile.
-    e.pickedMetatile = true
-    const id = metatileAt(e.latlng.lng, e.latlng.lat)
+  function pick(latlng) {
+    const id = metatileAt(latlng.lng, latlng.lat)
     setMode(null)
     map.getContainer().classList.remove('is-picking')
     onArea(metatilePolygon(id), 'metatile', id)
   }
-  map.on('click', pickAt)
+  map.on('click', (e) => {
+    if (mode !== 'metatile') return
+    // The map's other click handler (values at a point) skips clicks that picked a meta-tile.
+    e.pickedMetatile = true
+    pick(e.latlng)
+  })
+  // Keyboard: with the map focused, Enter picks the meta-tile at the centre of the map.
+  map.getContainer().addEventListener('keydown', (event) => {
+    if (mode === 'metatile' && event.key === 'Enter') {
+      event.preventDefault()
+      pick(map.getCenter())
+    }
+  })
 
   function cancel() {
     map.pm.disableDraw()
@@ -80,6 +89,12 @@ export function attachAreas(map, { onArea = () => {}, onMode = () => {} } = {}) 
     },
     cancel,
     mode: () => mode,
+    /** The map's visible extent as a GeoJSON Polygon (a report on what is on screen). */
+    viewPolygon() {
+      const b = map.getBounds()
+      const [w, s, e, n] = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((v) => Math.round(v * 1e6) / 1e6)
+      return { type: 'Polygon', coordinates: [[[w, s], [e, s], [e, n], [w, n], [w, s]]] }
+    },
     /** Show (or with null, remove) the area of report slot 'a' or 'b'. */
     showArea(slot, geometry, fit = false) {
       shown[slot]?.remove()

@@ -77,7 +77,7 @@ export function createMapView(
     marker?.remove()
     marker = L.circleMarker(latlng, { radius: 5, color: '#111', weight: 2, fillColor: '#fff', fillOpacity: 1, pmIgnore: true })
       .addTo(map)
-      .bindPopup(content, { maxWidth: 340, className: 'geoflora-values-popup', autoPan: true })
+      .bindPopup(content, { maxWidth: 340, maxHeight: 280, className: 'geoflora-values-popup', autoPan: true })
       .openPopup()
     marker.on('popupclose', () => {
       marker?.remove()

@@ -22,8 +22,10 @@ export function valuesPopup(point, doc = document) {
     return root
   }
   const table = doc.createElement('table')
-  for (const row of point.rows) {
+  for (const [i, row] of point.rows.entries()) {
     const tr = doc.createElement('tr')
+    // The first row is the layer on the map.
+    if (i === 0) tr.className = 'is-shown'
     tr.append(textNode(doc, 'th', row.title), textNode(doc, 'td', row.text, row.hasValue ? '' : 'muted'))
     table.append(tr)
   }
