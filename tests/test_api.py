@@ -17,7 +17,7 @@ def test_layers_lists_the_computed_layer_with_usable_metadata(client, computed, 
     body = client.get("/api/layers").json()
     assert body["run"]["id"] == run_id
     (layer,) = [lyr for lyr in body["layers"] if lyr["id"] == "indicator.richness"]
-    assert layer["tiles_url"].startswith("/tiles/indicator.richness/tiles/WebMercatorQuad/{z}/{x}/{y}.png?")
+    assert layer["tiles_url"] == "/tiles/indicator.richness/{z}/{x}/{y}.png"
     assert layer["wms_layer"] == "indicator.richness"
     legend = layer["legend"]
     assert legend["type"] == "continuous" and legend["min"] == 0 and len(legend["colors"]) >= 5
@@ -82,7 +82,10 @@ def test_no_live_run_gives_503_not_a_crash(tmp_path):
     with TestClient(create_app(settings)) as c:
         assert c.get("/api/layers").json() == {"run": None, "layers": []}
         assert c.get("/api/health").json()["live_run"] is None
-        r = c.get("/tiles/indicator.richness/tiles/WebMercatorQuad/1/1/1.png")
-        assert r.status_code == 503 and "no run is live" in r.json()["detail"]
+        for url in ("/tiles/indicator.richness/tiles/WebMercatorQuad/1/1/1.png", "/tiles/indicator.richness/1/1/1.png",
+                    "/stac/runs/x/collection.json"):
+            r = c.get(url)
+            assert r.status_code in (503, 404) and "live" in r.json()["detail"]
+        assert c.get("/stac").json()["links"][-1]["rel"] != "child"  # no run: no collection
         r = c.get("/wms?SERVICE=WMS&REQUEST=GetCapabilities")
         assert r.status_code == 503 and "ServiceException" in r.text

@@ -225,6 +225,17 @@ def _int(params: dict, name: str, lo: int, hi: int, code: str = "InvalidParamete
     return value
 
 
+def _listed(params: dict, key: str, allowed, message: str, code: str, status: int = 400) -> list[str]:
+    """The comma-separated names of parameter ``key``, each one of ``allowed``."""
+    names = [n for n in params.get(key, "").split(",") if n]
+    if not names:
+        raise OWSError(f"{key} is missing", "MissingParameterValue")
+    for name in names:
+        if name not in allowed:
+            raise OWSError(message.format(name), code, status)
+    return names
+
+
 def check_wms(params: dict, layers: dict[str, LayerInfo], max_px: int) -> tuple[str, str]:
     """Validate a WMS request (upper-cased parameter names). Returns (request, version); raises
     OWSError naming what is wrong."""
@@ -258,12 +269,7 @@ def check_wms(params: dict, layers: dict[str, LayerInfo], max_px: int) -> tuple[
             raise OWSError(f"FORMAT={fmt} is not supported for legends: use image/png or application/json",
                            "InvalidFormat")
         return request, version
-    names = [n for n in params.get("LAYERS", "").split(",") if n]
-    if not names:
-        raise OWSError("LAYERS is missing", "MissingParameterValue")
-    for name in names:
-        if name not in layers:
-            raise OWSError(f"unknown layer {name!r}: see GetCapabilities", "LayerNotDefined", 404)
+    names = _listed(params, "LAYERS", layers, "unknown layer {!r}: see GetCapabilities", "LayerNotDefined", 404)
     styles = [s for s in params.get("STYLES", "").split(",") if s and s.lower() != "default"]
     if styles:
         raise OWSError(f"unknown style {styles[0]!r}: layers have only their default style", "StyleNotDefined")
@@ -290,12 +296,7 @@ def check_wms(params: dict, layers: dict[str, LayerInfo], max_px: int) -> tuple[
         if fmt.split(";")[0].strip() not in IMAGE_FORMATS:
             raise OWSError(f"FORMAT={fmt!r} is not offered: use image/png or image/jpeg", "InvalidFormat")
         return request, version
-    queried = [n for n in params.get("QUERY_LAYERS", "").split(",") if n]
-    if not queried:
-        raise OWSError("QUERY_LAYERS is missing", "MissingParameterValue")
-    for name in queried:
-        if name not in names:
-            raise OWSError(f"query layer {name!r} is not in LAYERS", "LayerNotQueryable")
+    _listed(params, "QUERY_LAYERS", names, "query layer {!r} is not in LAYERS", "LayerNotQueryable")
     i_key, j_key = ("I", "J") if version == "1.3.0" else ("X", "Y")
     _int(params, i_key, 0, width - 1, "InvalidPoint")
     _int(params, j_key, 0, height - 1, "InvalidPoint")
