@@ -34,7 +34,9 @@ class SpeciesTable:
 
     @property
     def threatened(self) -> np.ndarray:
-        return np.array([s in THREATENED for s in self.iucn], bool)
+        if not hasattr(self, "_threatened"):
+            self._threatened = np.array([s in THREATENED for s in self.iucn], bool)
+        return self._threatened
 
     @classmethod
     def from_rows(cls, species_ids: np.ndarray, rows) -> "SpeciesTable":
@@ -130,19 +132,24 @@ def _categorical(index: RunIndex, sums: AreaSums) -> dict[str, dict]:
 
 
 def species_items(table: SpeciesTable, sums: AreaSums, scale: float) -> list[dict]:
-    """Every species present in some cell of the area, by decreasing coverage."""
+    """Every species present in some cell of the area, by decreasing coverage (then probability, name)."""
     present = np.flatnonzero(sums.sp_cells)
+    cells, codes = sums.sp_cells[present], sums.sp_codes[present]
+    names = [table.name[k] for k in present]
+    name_rank = np.argsort(np.argsort(np.array(names, dtype=object)))
+    order = np.lexsort((name_rank, -codes, -cells))
+    present, cells = present[order], cells[order]
+    coverage = [float(f"{v:.6g}") for v in (cells / max(sums.n_cells, 1)).tolist()]
+    mean_p = [float(f"{v:.6g}") for v in (codes[order] / cells / scale).tolist()]
     threatened = table.threatened
-    order = sorted(present, key=lambda k: (-sums.sp_cells[k], -sums.sp_codes[k], table.name[k]))
     out = []
-    for k in order:
+    for i, k in enumerate(present.tolist()):
         sid = int(table.ids[k])
         out.append({
             "id": sid, "name": table.name[k], "family": table.family[k], "genus": table.genus[k],
             "iucn": table.iucn[k], "eu_directive": bool(table.eu_directive[k]), "threatened": bool(threatened[k]),
             "invasive": bool(table.invasive[k]), "endemic": bool(table.endemic[k]), "tree": bool(table.tree[k]),
-            "cells": int(sums.sp_cells[k]), "coverage": _num(sums.sp_cells[k] / sums.n_cells),
-            "mean_probability": _num(sums.sp_codes[k] / sums.sp_cells[k] / scale),
+            "cells": int(cells[i]), "coverage": coverage[i], "mean_probability": mean_p[i],
             "layers": [f"species.{sid}", f"species.{sid}.presence"],
         })
     return out
