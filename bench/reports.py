@@ -60,7 +60,13 @@ def main() -> None:
     ap.add_argument("--species", type=int, default=10_000)
     ap.add_argument("--pool", type=int, default=300, help="Species of a chunk's local pool (~30 %% present).")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=None,
+                    help="Keep the synthetic run in this folder and reuse it when it is there (default: a "
+                    "temporary folder, removed afterwards).")
     args = ap.parse_args()
+    if args.data is not None:
+        _bench(args, args.data)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="geoflora-bench-reports-"))
     try:
         _bench(args, tmp)
@@ -72,7 +78,7 @@ def _bench(args, tmp: Path) -> None:
     from fastapi.testclient import TestClient
 
     from backend.app import create_app
-    from backend.db.models import Run
+    from backend.db.models import Report, Run
     from backend.reports.aggregate import direct_sums
     from backend.reports.geometry import parse_area
     from backend.reports.service import ReportService
@@ -81,12 +87,17 @@ def _bench(args, tmp: Path) -> None:
 
     tile_ids = [MetaTile(X0 + i * METATILE_M, Y0 + j * METATILE_M).id for j in range(args.tiles) for i in range(args.tiles)]
     t0 = time.perf_counter()
-    make_synthetic_run(tmp, tile_ids, n_species=args.species, pool=args.pool, seed=1, run_id="bench", keep_truth=False)
+    reuse = (tmp / "runs" / "bench" / "metatiles").is_dir()
+    if not reuse:
+        make_synthetic_run(tmp, tile_ids, n_species=args.species, pool=args.pool, seed=1, run_id="bench",
+                           keep_truth=False)
     t_make = time.perf_counter() - t0
     settings = Settings(data_dir=tmp, _env_file=None, report_async_km2=1e9)
     app = create_app(settings)
     service: ReportService = app.state.reports
     with service.sessions() as session:
+        session.query(Report).filter(Report.run_id == "bench").delete()  # a reused run: time fresh POSTs
+        session.commit()
         run = session.get(Run, "bench")
         t0 = time.perf_counter()
         index = service.index(run)
@@ -124,7 +135,7 @@ def _bench(args, tmp: Path) -> None:
 
     load = os.getloadavg()
     print(f"synthetic run: {args.tiles}x{args.tiles} meta-tiles, {args.species:,} species "
-          f"(generated in {t_make:.0f} s); report index built in {t_index:.1f} s, "
+          f"({'reused' if reuse else f'generated in {t_make:.0f} s'}); report index built in {t_index:.1f} s, "
           f"{index_bytes / 2**20:.0f} MiB ({index_bytes / len(tile_ids) / 2**20:.1f} MiB per meta-tile; "
           f"assemblage stores {store_bytes / len(tile_ids) / 2**20:.1f} MiB per meta-tile)")
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs\n")
