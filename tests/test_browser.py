@@ -54,7 +54,7 @@ def test_web_app_end_to_end(live_server, computed):
     legend -> values at a point -> permalink -> uploaded area compared -> meta-tile -> phone."""
     _, _, run_id = computed
     out = ARTIFACTS / "browser" / "app"
-    result = _run_e2e("e2e/app.mjs", live_server, out, 200)
+    result = _run_e2e("e2e/app.mjs", live_server, out, 300)
     assert result["page_errors"] == []
     assert result["species"] > 0 and result["area_km2"] > 0
     assert run_id in result["report_meta"]

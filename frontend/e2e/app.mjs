@@ -4,51 +4,34 @@
 // switches modules (report tabs, legends, uncertainty), reads the values at a point, reopens the
 // permalink, uploads a GeoJSON area, compares two areas, and checks the phone layout. Screenshots
 // of each stage go to <artifactsDir>. Prints one JSON line; exit 0 on success, 1 on failure.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { chromium } from 'playwright-core'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createRun } from './harness.mjs'
 
-const TOTAL_MS = 150_000
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-]
-const [baseUrl, artifactsArg] = process.argv.slice(2)
-if (!baseUrl || !artifactsArg) {
-  console.error('usage: node e2e/app.mjs <baseUrl> <artifactsDir>')
-  process.exit(1)
-}
-const artifactsDir = resolve(artifactsArg)
-const started = Date.now()
-const result = { ok: false, url: baseUrl, step: 'start', screenshots: [] }
-const pageErrors = []
-let context = null
-let userDataDir = null
+const { baseUrl, artifactsDir, result, remaining, within, step, launch, watch, context, run } = createRun('e2e/app.mjs', {
+  totalMs: 240_000,
+  failOnPageErrors: true,
+})
+result.screenshots = []
+// Each wait gets at most this long, so a stuck step fails fast with its name.
+const STEP_MS = 45_000
 let page = null
 
-const remaining = () => Math.max(1000, TOTAL_MS - (Date.now() - started))
-const step = (name) => (result.step = name)
 const check = (cond, message) => {
   if (!cond) throw new Error(message)
-}
-const noteError = (message) => {
-  if (!pageErrors.includes(message) && pageErrors.length < 10) pageErrors.push(message)
 }
 
 async function shot(name, target = page) {
   const path = join(artifactsDir, `${name}.png`)
-  await target.screenshot({ path, timeout: remaining() })
+  await target.screenshot({ path, timeout: within(STEP_MS) })
   result.screenshots.push(path)
 }
 
 const testid = (id) => `[data-testid="${id}"]`
-const mapState = (key) => page.locator(testid('map')).getAttribute(`data-${key}`)
 
 async function waitOverlayLoaded() {
   await page.waitForFunction(() => document.querySelector('[data-testid="map"]')?.dataset.overlay === 'loaded', null, {
-    timeout: remaining(),
+    timeout: within(STEP_MS),
     polling: 200,
   })
 }
@@ -76,24 +59,12 @@ async function drawRectangle(from, to) {
 
 async function main() {
   step('launch')
-  await mkdir(artifactsDir, { recursive: true })
-  userDataDir = await mkdtemp(join(tmpdir(), 'geoflora-e2e-'))
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 800 },
-    acceptDownloads: true, timeout: remaining(),
-  })
-  page = context.pages()[0] ?? (await context.newPage())
-  page.setDefaultTimeout(30_000)
-  page.on('pageerror', (err) => noteError(err.message))
-  page.on('console', (msg) => {
-    if (msg.type() === 'error' && !/openstreetmap|ERR_NAME_NOT_RESOLVED|ERR_INTERNET|ERR_NETWORK/i.test(msg.text())) {
-      noteError(msg.text())
-    }
-  })
+  page = await launch({ width: 1280, height: 800 }, { acceptDownloads: true })
+  page.setDefaultTimeout(STEP_MS)
 
   step('open page')
-  await page.goto(baseUrl, { waitUntil: 'domcontentloaded', timeout: remaining() })
-  await page.waitForSelector(`${testid('layer-list')} input, ${testid('error')}`, { timeout: remaining() })
+  await page.goto(baseUrl, { waitUntil: 'domcontentloaded', timeout: within(STEP_MS) })
+  await page.waitForSelector(`${testid('layer-list')} input, ${testid('error')}`, { timeout: within(STEP_MS) })
   check((await page.locator(testid('error')).count()) === 0, 'the app shows an API error')
   await waitOverlayLoaded()
   result.layer = await page.locator(`${testid('layer-list')} input:checked`).inputValue()
@@ -102,8 +73,8 @@ async function main() {
 
   step('draw a rectangle')
   await drawRectangle([0.3, 0.3], [0.7, 0.7])
-  await page.locator(testid('report-panel')).waitFor({ timeout: remaining() })
-  await page.locator(testid('report-meta')).waitFor({ timeout: remaining() })
+  await page.locator(testid('report-panel')).waitFor({ timeout: within(STEP_MS) })
+  await page.locator(testid('report-meta')).waitFor({ timeout: within(STEP_MS) })
   check((await page.locator(testid('report-error')).count()) === 0, 'the report failed')
   const cards = await page.locator('.card').count()
   check(cards >= 5, `the report summary shows ${cards} cards`)
@@ -113,7 +84,7 @@ async function main() {
 
   step('export JSON')
   const [download] = await Promise.all([
-    page.waitForEvent('download', { timeout: remaining() }),
+    page.waitForEvent('download', { timeout: within(STEP_MS) }),
     page.locator(testid('export-json')).click(),
   ])
   const jsonPath = join(artifactsDir, 'report.json')
@@ -149,7 +120,7 @@ async function main() {
   const seen = {}
   for (const module of ['species', 'habitats', 'indicators', 'traits', 'home']) {
     await page.locator(testid(`module-${module}`)).click()
-    await page.locator(testid(`report-${module}`)).waitFor({ timeout: remaining() })
+    await page.locator(testid(`report-${module}`)).waitFor({ timeout: within(STEP_MS) })
     seen[module] = { legend: await legendFacts(), rows: await page.locator(`${testid(`report-${module}`)} tbody tr`).count() }
   }
   check(seen.species.rows === report.species.total, `species tab shows ${seen.species.rows} of ${report.species.total}`)
@@ -169,23 +140,26 @@ async function main() {
 
   step('species fact sheet')
   await page.locator(testid('module-species')).click()
-  await page.locator(testid('species-search')).fill(report.species.items[0].name.slice(0, 6))
-  await page.locator(`${testid('species-hits')} button`).first().click()
-  await page.locator(testid('species-sheet')).waitFor({ timeout: remaining() })
+  const wanted = report.species.items[0].name
+  await page.locator(testid('species-search')).fill(wanted.slice(0, 6))
+  await page.locator(`${testid('species-hits')} button`, { hasText: wanted }).first().click()
+  await page.locator(testid('species-sheet')).waitFor()
+  check((await page.locator('#species-sheet-title').innerText()).trim() === wanted, 'the fact sheet is not the chosen species')
   await waitOverlayLoaded()
-  check(/species/i.test(await mapState('overlay')) || true, '')
+  const speciesLegend = await legendFacts()
+  check(speciesLegend.title === wanted && speciesLegend.ramp, `the map does not show ${wanted}: legend "${speciesLegend.title}"`)
   await shot('3-species-sheet')
 
   step('habitat fact sheet')
   await page.locator(testid('module-habitats')).click()
   await page.locator(`${testid('habitat-tree')} .tree__label`).first().click()
-  await page.locator(testid('habitat-sheet')).waitFor({ timeout: remaining() })
+  await page.locator(testid('habitat-sheet')).waitFor({ timeout: within(STEP_MS) })
 
   step('values at a point')
   await page.locator(testid('module-indicators')).click()
   const box = await page.locator(testid('map')).boundingBox()
   await page.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.5)
-  await page.locator(`${testid('point-values')} table`).waitFor({ timeout: remaining() })
+  await page.locator(`${testid('point-values')} table`).waitFor({ timeout: within(STEP_MS) })
   const values = await page.locator(`${testid('point-values')} tr`).allInnerTexts()
   check(values.some((v) => /Species richness/.test(v) && /\d/.test(v)), `no richness value at the point: ${values.join(' | ')}`)
   result.point_rows = values.length
@@ -196,9 +170,10 @@ async function main() {
   step('permalink')
   const link = page.url()
   check(link.includes(`r=${report.id}`) && /[#&]v=/.test(link) && /[#&]l=/.test(link), `permalink lacks area/view/layer: ${link}`)
-  const second = await context.newPage()
+  const second = await context().newPage()
+  watch(second)
   await second.goto(link, { waitUntil: 'domcontentloaded' })
-  await second.locator(testid('report-meta')).waitFor({ timeout: remaining() })
+  await second.locator(testid('report-meta')).waitFor({ timeout: within(STEP_MS) })
   const secondLayer = await second.locator(`${testid('layer-list')} input:checked`).inputValue()
   check(link.includes(`l=${encodeURIComponent(secondLayer)}`) || link.includes(`l=${secondLayer}`), 'the permalink layer was not restored')
   await second.close()
@@ -219,7 +194,7 @@ async function main() {
   await writeFile(uploadPath, JSON.stringify(half))
   await page.locator(`${testid('compare-toggle')}`).check()
   await page.locator(testid('upload-input')).setInputFiles(uploadPath)
-  await page.locator(`${testid('comparison')} table`).waitFor({ timeout: remaining() })
+  await page.locator(`${testid('comparison')} table`).waitFor({ timeout: within(STEP_MS) })
   const compareText = await page.locator(testid('comparison')).innerText()
   check(/Species shared by both/.test(compareText), 'no comparison summary')
   check((await page.locator('.geoflora-area--b').count()) > 0, 'area B is not drawn')
@@ -236,7 +211,7 @@ async function main() {
     () => /Meta-tile E\d{4}N\d{4}/.test(document.querySelector('[data-testid="report-meta"]')?.textContent ?? '') ||
       document.querySelector('[data-testid="report-error"]'),
     null,
-    { timeout: remaining() },
+    { timeout: within(STEP_MS) },
   )
   check((await page.locator(testid('report-error')).count()) === 0, `meta-tile report failed: ${await page.locator(testid('report-error')).innerText().catch(() => '')}`)
   result.metatile = (await page.locator(testid('report-meta')).innerText()).trim()
@@ -244,10 +219,11 @@ async function main() {
   await shot('6-metatile-report')
 
   step('phone layout')
-  const phone = await context.newPage()
+  const phone = await context().newPage()
+  watch(phone)
   await phone.setViewportSize({ width: 390, height: 844 })
   await phone.goto(link, { waitUntil: 'domcontentloaded' })
-  await phone.locator(testid('report-meta')).waitFor({ timeout: remaining() })
+  await phone.locator(testid('report-meta')).waitFor({ timeout: within(STEP_MS) })
   await phone.waitForTimeout(500)
   await shot('7-phone-390x844', phone)
   await phone.screenshot({ path: join(artifactsDir, '8-phone-full.png'), fullPage: true })
@@ -258,40 +234,8 @@ async function main() {
   check(mapBox.width >= 380 && mapBox.height >= 300, `phone map is ${mapBox.width}x${mapBox.height}`)
   await phone.close()
 
-  result.step = 'done'
-  result.ok = true
 }
 
-async function finish(code) {
-  result.page_errors = pageErrors
-  result.elapsed_ms = Date.now() - started
-  console.log(JSON.stringify(result))
-  try {
-    await context?.close()
-  } catch {}
-  if (userDataDir) await rm(userDataDir, { recursive: true, force: true }).catch(() => {})
-  process.exit(code)
-}
-
-const watchdog = setTimeout(() => {
-  result.error = `timed out after ${TOTAL_MS / 1000} s at step "${result.step}"`
-  finish(1)
-}, TOTAL_MS)
-
-main()
-  .then(() => {
-    clearTimeout(watchdog)
-    if (pageErrors.length) {
-      result.error = `page errors: ${pageErrors.join(' | ')}`
-      return finish(1)
-    }
-    return finish(0)
-  })
-  .catch(async (err) => {
-    clearTimeout(watchdog)
-    result.error = `${result.step}: ${err.message.split('\n')[0]}`
-    try {
-      if (page) await shot('failure')
-    } catch {}
-    return finish(1)
-  })
+run(main, async () => {
+  if (page) await shot('failure')
+})

@@ -2,48 +2,17 @@
 // Usage: node e2e/smoke.mjs <baseUrl> <artifactsDir>
 // Needs Debian Chromium (/usr/bin/chromium, or CHROMIUM_PATH) and no network: OSM failing is the
 // offline case and must pass. Prints one JSON line; exit 0 when the layer is drawn, 1 otherwise.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { chromium } from 'playwright-core'
+import { join } from 'node:path'
+import { createRun } from './harness.mjs'
 
-const TOTAL_MS = 60_000
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-]
 const LAYER_RADIOS = '[data-testid="layer-list"] input[type="radio"]'
 const OVERLAY_TILES = '.geoflora-overlay img.leaflet-tile-loaded'
 const MIN_COLOURED_PIXELS = 16
 
-const [baseUrl, artifactsArg] = process.argv.slice(2)
-if (!baseUrl || !artifactsArg) {
-  console.error('usage: node e2e/smoke.mjs <baseUrl> <artifactsDir>')
-  process.exit(1)
-}
-const artifactsDir = resolve(artifactsArg)
+const { baseUrl, artifactsDir, result, remaining, step, launch, context, run } = createRun('e2e/smoke.mjs', {
+  totalMs: 60_000,
+})
 const screenshot = join(artifactsDir, 'smoke.png')
-const started = Date.now()
-const result = { ok: false, url: baseUrl, step: 'start' }
-const pageErrors = []
-let context = null
-let userDataDir = null
-
-// Distinct messages only, and few, so the result stays one readable line.
-const noteError = (message) => {
-  if (!pageErrors.includes(message) && pageErrors.length < 10) pageErrors.push(message)
-}
-const remaining = () => Math.max(1000, TOTAL_MS - (Date.now() - started))
-const step = (name) => {
-  result.step = name
-}
 
 /** Pixels of every loaded overlay tile, counted in the page (same origin, so no canvas taint). */
 function countTilePixels(selector) {
@@ -72,22 +41,7 @@ function countTilePixels(selector) {
 
 async function main() {
   step('launch')
-  await mkdir(artifactsDir, { recursive: true })
-  userDataDir = await mkdtemp(join(tmpdir(), 'geoflora-smoke-'))
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1280, height: 800 },
-    timeout: remaining(),
-  })
-  const page = context.pages()[0] ?? (await context.newPage())
-  page.on('pageerror', (err) => noteError(err.message))
-  page.on('console', (msg) => {
-    if (msg.type() === 'error' && !/openstreetmap|ERR_NAME_NOT_RESOLVED|ERR_INTERNET/i.test(msg.text())) {
-      noteError(msg.text())
-    }
-  })
+  const page = await launch()
 
   step('open page')
   await page.goto(baseUrl, { waitUntil: 'domcontentloaded', timeout: remaining() })
@@ -149,42 +103,12 @@ async function main() {
   step('screenshot')
   await page.screenshot({ path: screenshot, timeout: remaining() })
   result.screenshot = screenshot
-  result.step = 'done'
-  result.ok = true
 }
 
-async function finish(code) {
-  result.page_errors = pageErrors
-  result.elapsed_ms = Date.now() - started
-  console.log(JSON.stringify(result))
-  try {
-    await context?.close()
-  } catch {}
-  if (userDataDir) await rm(userDataDir, { recursive: true, force: true }).catch(() => {})
-  process.exit(code)
-}
-
-const watchdog = setTimeout(() => {
-  result.error = `timed out after ${TOTAL_MS / 1000} s at step "${result.step}"`
-  console.error(`smoke FAILED: ${result.error}`)
-  finish(1)
-}, TOTAL_MS)
-
-main()
-  .then(() => {
-    clearTimeout(watchdog)
-    return finish(0)
-  })
-  .catch(async (err) => {
-    clearTimeout(watchdog)
-    result.error = `${result.step}: ${err.message.split('\n')[0]}`
-    console.error(`smoke FAILED: ${result.error}`)
-    try {
-      const page = context?.pages()[0]
-      if (page) {
-        await page.screenshot({ path: screenshot, timeout: 5000 })
-        result.screenshot = screenshot
-      }
-    } catch {}
-    return finish(1)
-  })
+run(main, async () => {
+  const page = context()?.pages()[0]
+  if (page) {
+    await page.screenshot({ path: screenshot, timeout: 5000 })
+    result.screenshot = screenshot
+  }
+})
