@@ -157,8 +157,9 @@ def metatile_item(request: Request, run_id: Annotated[str, Path(pattern=RUN_ID)]
     return _json(item)
 
 
-@router.api_route("/runs/{run_id}/files/{tile_id}/{name:path}", methods=["GET", "HEAD"],
-                  summary="A COG of a meta-tile (byte ranges supported)", response_class=FileResponse)
+@router.get("/runs/{run_id}/files/{tile_id}/{name:path}", summary="A COG of a meta-tile (byte ranges supported)",
+            response_class=FileResponse)
+@router.head("/runs/{run_id}/files/{tile_id}/{name:path}", include_in_schema=False)  # GDAL asks HEAD first
 def metatile_file(request: Request, run_id: Annotated[str, Path(pattern=RUN_ID)],
                   tile_id: Annotated[str, Path(pattern=TILE_ID)], name: str) -> FileResponse:
     _run(request, run_id)
