@@ -250,15 +250,17 @@ def _rgba(img: np.ndarray) -> np.ndarray:
 def test_habitat_getmap_draws_the_colour_table_of_each_cell(wms130, snapshot, inner_box, crs):
     info = snapshot.layers["habitat.l3"]
     bbox = inner_box if crs == "EPSG:3035" else transform_bounds("EPSG:3035", crs, *inner_box)
-    img = _rgba(decode_png(wms130.getmap(layers=["habitat.l3"], styles=[""], srs=crs, bbox=bbox, size=(150, 150),
-                                         format="image/png", transparent=True).read()))
-    xs, ys = pixel_centres(bbox, 150, 150)
+    width, height = 160, 120  # not square: rows and columns must not be mixed up
+    img = _rgba(decode_png(wms130.getmap(layers=["habitat.l3"], styles=[""], srs=crs, bbox=bbox,
+                                         size=(width, height), format="image/png", transparent=True).read()))
+    assert img.shape == (4, height, width)
+    xs, ys = pixel_centres(bbox, width, height)
     with rasterio.open(info.path) as src:
         px, py = warp_transform(crs, src.crs, list(xs), list(ys))
         rows, cols = rasterio.transform.rowcol(src.transform, px, py)
         classes = src.read(1)[np.asarray(rows), np.asarray(cols)]
         table = src.colormap(1)
-    expected = np.array([table[int(c)][:3] for c in classes]).T.reshape(3, 150, 150)
+    expected = np.array([table[int(c)][:3] for c in classes]).T.reshape(3, height, width)
     assert (np.all(img[:3] == expected, axis=0)).mean() > 0.97  # pixel centres on cell edges may differ
 
 

@@ -229,15 +229,15 @@ class Sampler:
         with np.errstate(invalid="ignore"):
             cols = np.floor((xs - t.c) / t.a)
             rows = np.floor((ys - t.f) / t.e)
-        inside = np.isfinite(cols) & np.isfinite(rows)
-        if separable:
-            cin = inside & (cols >= 0) & (cols < lvl.width)
+        if separable:  # 1-D columns [width] and rows [height]
+            cin = np.isfinite(cols) & (cols >= 0) & (cols < lvl.width)
             rin = np.isfinite(rows) & (rows >= 0) & (rows < lvl.height)
             if not cin.any() or not rin.any():
                 raise OutsideLayer()
             c0, c1 = int(cols[cin].min()), int(cols[cin].max()) + 1
             r0, r1 = int(rows[rin].min()), int(rows[rin].max()) + 1
         else:
+            inside = np.isfinite(cols) & np.isfinite(rows)
             inside &= (cols >= 0) & (cols < lvl.width) & (rows >= 0) & (rows < lvl.height)
             if not inside.any():
                 raise OutsideLayer()
