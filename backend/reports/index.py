@@ -35,6 +35,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import from_bounds
 
+from backend.errors import NotReady
 from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.pipeline.assemblage import FILE_NAME as ASSEMBLAGE_FILE
 from inference.pipeline.assemblage import AssemblageError, _decode_chunk, read_header
@@ -51,8 +52,8 @@ CONTINUOUS_KINDS = ("indicator", "indicator-uncertainty", "trait", "trait-uncert
 CATEGORICAL_KINDS = ("indicator", "habitat")
 
 
-class IndexError_(RuntimeError):
-    """A run whose outputs cannot be indexed (a missing file)."""
+class ReportIndexError(NotReady):
+    """A run whose outputs cannot be indexed (e.g. computed before assemblage stores existed): 409."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _species_blocks(reader: StoreReader, n_species: int):
     cells with a non-empty assemblage."""
     ch = reader.chunk
     if ch % BLOCK:
-        raise IndexError_(f"{reader.path}: chunks of {ch} cells are not whole {BLOCK}-cell blocks")
+        raise ReportIndexError(f"{reader.path}: chunks of {ch} cells are not whole {BLOCK}-cell blocks")
     keys_all, cells_all, codes_all = [], [], []
     blobs: list[bytes | None] = [None] * (NB * NB)
     nonempty = np.zeros((NB, NB), np.int64)
@@ -280,12 +281,13 @@ def _build(data_dir: Path, run_id: str, tile_ids: list[str], bands: list[BandSpe
         tile = MetaTile.from_id(tile_id)
         store = data_dir / "runs" / run_id / "metatiles" / tile_id / ASSEMBLAGE_FILE
         if not store.is_file():
-            raise IndexError_(f"meta-tile {tile_id} of run {run_id} has no assemblage store ({ASSEMBLAGE_FILE})")
+            raise ReportIndexError(f"meta-tile {tile_id} of run {run_id} has no assemblage store ({ASSEMBLAGE_FILE}): "
+                                   f"the run predates area reports; compute the region again (geoflora compute)")
         reader = StoreReader(store)
         if species_ids is None:
             species_ids, code_scale, threshold = reader.species_ids, reader.code_scale, reader.threshold
         elif not np.array_equal(species_ids, reader.species_ids):
-            raise IndexError_(f"meta-tile {tile_id}: species order differs from the run's other meta-tiles")
+            raise ReportIndexError(f"meta-tile {tile_id}: species order differs from the run's other meta-tiles")
         folder = tmp / tile_id
         folder.mkdir(parents=True)
         values = np.empty((len(cont), CELLS_PER_METATILE, CELLS_PER_METATILE), np.float32)
@@ -325,7 +327,7 @@ def _build(data_dir: Path, run_id: str, tile_ids: list[str], bands: list[BandSpe
             np.save(folder / f"{name}.npy", arr)
         tiles.append(tile_id)
     if species_ids is None:
-        raise IndexError_(f"run {run_id} has no meta-tiles to index")
+        raise ReportIndexError(f"run {run_id} has no meta-tiles to index")
     lo = np.where(np.isfinite(lo), lo, 0.0)
     hi = np.where(np.isfinite(hi), hi, 0.0)
     for tile_id in tiles:  # histograms need the run-wide range of each band
