@@ -103,3 +103,17 @@ def test_no_live_run_gives_503(tmp_path):
     with TestClient(create_app(settings)) as c:
         r = post(c, {"type": "Polygon", "coordinates": [INSIDE]})
         assert r.status_code == 503 and "no run is live" in r.json()["detail"]
+
+
+def test_a_run_without_assemblage_stores_says_to_recompute(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+    from tests.conftest import make_settings
+    from tests.reports_data import make_synthetic_run
+
+    run = make_synthetic_run(tmp_path, ["E4200N2800"], n_species=10, pool=10, keep_truth=False)
+    (tmp_path / "runs" / run.run_id / "metatiles" / "E4200N2800" / "assemblage.bin").unlink()
+    with TestClient(create_app(make_settings(tmp_path))) as c:
+        r = post(c, {"type": "Polygon", "coordinates": [INSIDE]})
+    assert r.status_code == 409 and "predates area reports" in r.json()["detail"]
