@@ -152,8 +152,18 @@ async function main() {
 
   step('habitat fact sheet')
   await page.locator(testid('module-habitats')).click()
-  await page.locator(`${testid('habitat-tree')} .tree__label`).first().click()
-  await page.locator(testid('habitat-sheet')).waitFor({ timeout: within(STEP_MS) })
+  // The area's dominant level-1 habitat: its fact sheet, then the map of only its cells.
+  const dominant = report.habitats.levels['1'][0].code
+  await page.locator(`${testid('habitat-tree')} [data-code="${dominant}"]`).click()
+  await page.locator(testid('habitat-sheet')).waitFor()
+  check((await page.locator('#habitat-sheet-title').innerText()).startsWith(dominant), 'the habitat sheet is not the clicked class')
+  await page.locator(`${testid('class-only')} input`).check()
+  await waitOverlayLoaded()
+  const only = await legendFacts()
+  check(only.swatches === 1 && only.title.includes('where predicted'), `class-only legend: ${JSON.stringify(only)}`)
+  check((await page.locator('.map-view__notes .note--error').count()) === 0, 'class-only tiles failed to load')
+  await shot('3b-habitat-only')
+  await page.locator(`${testid('class-only')} input`).uncheck()
 
   step('values at a point')
   await page.locator(testid('module-indicators')).click()

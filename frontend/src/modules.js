@@ -67,3 +67,26 @@ export function flattenTree(nodes, expanded = new Set(), out = []) {
   }
   return out
 }
+
+/**
+ * A map of one class of a categorical layer (a habitat): the class's cells in its colour, the rest
+ * transparent, drawn by TiTiler from an expression. Null when the class is not in the legend.
+ */
+export function classOnlyLayer(layer, code) {
+  const item = layer?.legend?.items?.find((i) => i.code === code)
+  if (!item) return null
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt((item.color ?? '#000000').slice(i, i + 2), 16))
+  const params = new URLSearchParams({
+    // `(b1==v)*1`, not `b1==v`: a boolean expression is not rendered by the tiler.
+    expression: `(b1==${item.value})*1`,
+    colormap: JSON.stringify({ 0: [0, 0, 0, 0], 1: [r, g, b, 255] }),
+  })
+  return {
+    ...layer,
+    id: `${layer.id}:${code}`,
+    title: `${item.label}: where predicted`,
+    description: `Cells of the ${layer.title} map classified as ${item.label}.`,
+    tiles_url: `/tiles/${encodeURIComponent(layer.id)}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?${params}`,
+    legend: { type: 'categorical', items: [{ value: 1, label: item.label, color: item.color }] },
+  }
+}

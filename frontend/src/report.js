@@ -5,7 +5,7 @@
 
 /** Tabs of the report panel, in order, one per module. */
 export const REPORT_TABS = [
-  { id: 'home', label: 'Summary' },
+  { id: 'home', label: 'Home' },
   { id: 'species', label: 'Species' },
   { id: 'habitats', label: 'Habitats' },
   { id: 'indicators', label: 'Indicators' },

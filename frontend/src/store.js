@@ -6,7 +6,7 @@ import { computed, reactive } from 'vue'
 import * as api from './api.js'
 import { findLayer, firstLayerId, groupLayersByKind } from './catalog.js'
 import { featureInfoRows, featureInfoUrl, queryLayers } from './featureInfo.js'
-import { MODULE_DEFAULT_LAYER, mainLayerId, moduleOfLayer, uncertaintyLayerId } from './modules.js'
+import { MODULE_DEFAULT_LAYER, classOnlyLayer, mainLayerId, moduleOfLayer, uncertaintyLayerId } from './modules.js'
 
 /** Make a store; `client` is the API module (tests pass a fake). */
 export function createStore(client = api) {
@@ -31,6 +31,7 @@ export function createStore(client = api) {
     habitat: null, // fact sheet: GET /api/habitats/{code} plus its share of the map
     habitatError: null,
     point: null, // {lat, lng, rows, error, loading}
+    classOnly: false, // the habitat fact sheet's "only this habitat" map
   })
 
   // Each report request gets a number; an answer for a superseded request is dropped.
@@ -39,6 +40,10 @@ export function createStore(client = api) {
   const selectedLayer = computed(() => findLayer(state.layers, state.selectedId))
   /** The layer drawn on the map: the selected one, or its uncertainty layer when toggled on. */
   const shownLayer = computed(() => {
+    if (state.classOnly && state.habitat?.layer === state.selectedId) {
+      const only = classOnlyLayer(findLayer(state.layers, state.selectedId), state.habitat.code)
+      if (only) return only
+    }
     const partner = state.uncertainty ? uncertaintyLayerId(state.layers, state.selectedId) : null
     return findLayer(state.layers, partner ?? state.selectedId)
   })
@@ -133,6 +138,7 @@ export function createStore(client = api) {
         share = await habitatShare(layer, habitat.code).catch(() => null)
       }
       state.habitat = { ...habitat, layer: layer?.id ?? null, share }
+      if (!layer) state.classOnly = false
     } catch (err) {
       state.habitat = null
       state.habitatError = err.message || String(err)
@@ -153,6 +159,16 @@ export function createStore(client = api) {
 
   function closeHabitat() {
     state.habitat = null
+    state.classOnly = false
+  }
+
+  /** Show only the open habitat's cells on its map (or the whole map again). */
+  function setClassOnly(on) {
+    state.classOnly = Boolean(on)
+    if (on && state.habitat?.layer) {
+      state.selectedId = state.habitat.layer
+      state.uncertainty = false
+    }
   }
 
   // ---- values at a point -------------------------------------------------------------------------
@@ -198,7 +214,8 @@ export function createStore(client = api) {
     state.reports[slot] = { ...emptySlot(), status: 'computing', started: ++requests }
     try {
       const report = await client.getReport(id)
-      state.reports[slot] = { ...emptySlot(), status: 'done', report, geometry: report.geometry }
+      const label = `Shared area ${report.id.slice(0, 8)}`
+      state.reports[slot] = { ...emptySlot(), status: 'done', report, geometry: report.geometry, label }
       if (state.reports.a.report && state.reports.b.report) await loadComparison()
     } catch (err) {
       state.reports[slot] = { ...emptySlot(), status: 'error', error: err.message || String(err) }
@@ -249,6 +266,7 @@ export function createStore(client = api) {
     closeSpecies,
     openHabitat,
     closeHabitat,
+    setClassOnly,
     queryPoint,
     requestReport,
     loadReport,

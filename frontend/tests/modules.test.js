@@ -45,3 +45,21 @@ describe('modules', () => {
     expect(open.map((r) => [r.code, r.open, r.hasChildren])).toEqual([['T', true, true], ['T1', false, false], ['C', false, false]])
   })
 })
+
+describe('class-only habitat map', () => {
+  it('draws one class from a TiTiler expression in its legend colour', async () => {
+    const { classOnlyLayer } = await import('../src/modules.js')
+    const layer = {
+      id: 'habitat.l3', title: 'EUNIS habitat, level 3', bounds: [1, 2, 3, 4], minzoom: 5, maxzoom: 16,
+      legend: { type: 'categorical', items: [{ value: 30, code: 'T13', label: 'T13 Riparian forest', color: '#96e0a8' }] },
+    }
+    const only = classOnlyLayer(layer, 'T13')
+    expect(only).toMatchObject({ id: 'habitat.l3:T13', bounds: [1, 2, 3, 4], minzoom: 5, title: 'T13 Riparian forest: where predicted' })
+    const url = new URL(only.tiles_url.replace('{z}/{x}/{y}', '9/1/2'), 'http://x')
+    expect(url.pathname).toBe('/tiles/habitat.l3/tiles/WebMercatorQuad/9/1/2.png')
+    expect(url.searchParams.get('expression')).toBe('(b1==30)*1')
+    expect(JSON.parse(url.searchParams.get('colormap'))).toEqual({ 0: [0, 0, 0, 0], 1: [150, 224, 168, 255] })
+    expect(only.legend.items).toEqual([{ value: 1, label: 'T13 Riparian forest', color: '#96e0a8' }])
+    expect(classOnlyLayer(layer, 'X99')).toBeNull()
+  })
+})
