@@ -4,7 +4,7 @@
 // switches modules (report tabs, legends, uncertainty), reads the values at a point, reopens the
 // permalink, uploads a GeoJSON area, compares two areas, and checks the phone layout. Screenshots
 // of each stage go to <artifactsDir>. Prints one JSON line; exit 0 on success, 1 on failure.
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createRun } from './harness.mjs'
 
@@ -60,6 +60,7 @@ async function drawRectangle(from, to) {
 async function main() {
   step('launch')
   page = await launch({ width: 1280, height: 800 }, { acceptDownloads: true })
+  await rm(join(artifactsDir, 'failure.png'), { force: true }) // from an earlier failed run
   page.setDefaultTimeout(STEP_MS)
 
   step('open page')
