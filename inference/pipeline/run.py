@@ -8,7 +8,6 @@ import math
 import os
 import socket
 import secrets
-import shutil
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -400,15 +399,9 @@ def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: st
             session.execute(update(Run).where(Run.id != run_id).values(is_live=False))
             run.is_live = True
     if make_live:
-        _drop_stale_caches(settings, run_id)
+        from tiles.mapproxy_app import drop_stale_caches
 
-
-def _drop_stale_caches(settings: Settings, live_run: str) -> None:
-    root = settings.cache_dir / "mapproxy"
-    if root.is_dir():
-        for child in root.iterdir():
-            if child.is_dir() and child.name not in (live_run, "locks", "tile_locks"):
-                shutil.rmtree(child, ignore_errors=True)
+        drop_stale_caches(settings, run_id)
 
 
 def live_run_for(sessions: sessionmaker[Session], region_name: str) -> str | None:
