@@ -38,7 +38,7 @@ from rasterio.windows import from_bounds
 from backend.errors import NotReady
 from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.pipeline.assemblage import FILE_NAME as ASSEMBLAGE_FILE
-from inference.pipeline.assemblage import AssemblageError, _decode_chunk, read_header
+from inference.pipeline.assemblage import AssemblageError, decode_chunk, read_header
 
 VERSION = 2
 BLOCK = 10
@@ -110,7 +110,7 @@ class StoreReader:
             blob = f.read(nbytes)
         h, w = self.chunk_shape(cr, cc)
         try:
-            counts, species, codes = _decode_chunk(blob, h * w)
+            counts, species, codes = decode_chunk(blob, h * w)
         except (zlib.error, struct.error, ValueError):
             raise AssemblageError(f"{self.path}: corrupt chunk {cr},{cc}") from None
         return counts.reshape(h, w), species, codes

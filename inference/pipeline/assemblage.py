@@ -101,7 +101,8 @@ def _encode_chunk(counts: np.ndarray, species: np.ndarray, codes: np.ndarray) ->
     return zlib.compress(raw, 6)
 
 
-def _decode_chunk(blob: bytes, n_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_chunk(blob: bytes, n_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts, species indices and codes of one chunk's ``n_cells`` cells (raises on a corrupt chunk)."""
     raw = zlib.decompress(blob)
     counts = np.frombuffer(raw, "<u2", n_cells).astype(np.int64)
     n = int(counts.sum())
@@ -208,7 +209,7 @@ def read_assemblage(path: Path, window: tuple[int, int, int, int] | None = None)
                 blob = f.read(nbytes)
                 h, w = min(ch, H - cr * ch), min(ch, W - cc * ch)
                 try:
-                    cnt, sp, co = _decode_chunk(blob, h * w)
+                    cnt, sp, co = decode_chunk(blob, h * w)
                 except zlib.error:
                     raise AssemblageError(f"{path}: corrupt chunk {cr},{cc}") from None
                 parts[(cr, cc)] = (cnt.reshape(h, w), np.r_[0, np.cumsum(cnt)], sp, co, h, w)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species, utcnow
@@ -375,7 +375,8 @@ def _register_flora(session: Session, region) -> None:
 
 
 def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: str, make_live: bool = True) -> None:
-    """Mosaic and register every output; then make the run live, in one transaction."""
+    """Mosaic and register every output, build the run's report index, then mark the run complete
+    and make it live in one transaction. Safe to call again after a crash at any point."""
     with sessions() as session:
         run = session.get(Run, run_id)
         if run is None:
@@ -386,12 +387,19 @@ def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: st
     if pending:
         raise RunError(f"run {run_id} is not complete: meta-tiles {', '.join(pending)} are not done")
     region = _load_region(config["region_path"])
-    with sessions.begin() as session:
+    with sessions.begin() as session:  # the run is not complete yet: no client sees these rows
+        session.execute(delete(Layer).where(Layer.run_id == run_id))  # a finaliser that died half-way
         for name, specs in files_of(_run_outputs(config)).items():
             cogs = [metatile_cog(settings.data_dir, run_id, t, name) for t in tile_ids]
             _register_layers(session, settings, run_id, name, specs, cogs)
         _register_species_layers(session, settings, run_id, tile_ids, region, float(config["profile"]["threshold"]))
         _register_flora(session, region)
+    # Area reports read per-block aggregates; built here so that no user's first report pays for it.
+    from backend.reports.index import band_specs, build_index
+
+    with sessions() as session:
+        build_index(settings.data_dir, run_id, tile_ids, band_specs(session.get(Run, run_id).layers))
+    with sessions.begin() as session:
         run = session.get(Run, run_id)
         run.status = "complete"
         run.finished_at = utcnow()
