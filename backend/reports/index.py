@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import secrets
-import struct
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from rasterio.windows import from_bounds
 from backend.errors import NotReady
 from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.pipeline.assemblage import FILE_NAME as ASSEMBLAGE_FILE
-from inference.pipeline.assemblage import AssemblageError, decode_chunk, read_header
+from inference.pipeline.assemblage import AssemblageError, StoreReader, read_header
 
 VERSION = 2
 BLOCK = 10
@@ -84,36 +83,6 @@ def band_specs(layers) -> list[BandSpec]:
             out.append(BandSpec(lyr.id, lyr.kind, lyr.title, lyr.units, lyr.path, lyr.band, categorical,
                                 dict(lyr.legend or {})))
     return out
-
-
-class StoreReader:
-    """Chunks of one meta-tile's assemblage store, with its header read once."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        head = read_header(self.path)
-        self.rows, self.cols, self.chunk = head["rows"], head["cols"], head["chunk"]
-        self.per_row = -(-self.cols // self.chunk)
-        self.entries = head["chunks"]
-        self.species_ids = np.asarray(head["species_ids"], np.int64)
-        self.code_scale = float(head["code_scale"])
-        self.threshold = float(head["threshold"])
-
-    def chunk_shape(self, cr: int, cc: int) -> tuple[int, int]:
-        return min(self.chunk, self.rows - cr * self.chunk), min(self.chunk, self.cols - cc * self.chunk)
-
-    def read(self, cr: int, cc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(counts [h, w], species [n], codes [n]) of chunk (cr, cc), cells row-major."""
-        off, nbytes = self.entries[cr * self.per_row + cc]
-        with open(self.path, "rb") as f:
-            f.seek(off)
-            blob = f.read(nbytes)
-        h, w = self.chunk_shape(cr, cc)
-        try:
-            counts, species, codes = decode_chunk(blob, h * w)
-        except (zlib.error, struct.error, ValueError):
-            raise AssemblageError(f"{self.path}: corrupt chunk {cr},{cc}") from None
-        return counts.reshape(h, w), species, codes
 
 
 def _read_band_window(data_dir: Path, spec: BandSpec, tile: MetaTile) -> tuple[np.ndarray, float | None]:

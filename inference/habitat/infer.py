@@ -158,7 +158,7 @@ def refine_classify(evaluate, has: np.ndarray, step: int) -> tuple[np.ndarray, n
     # blocks: corners (r0, c0) - (r1, c1), inclusive
     r0, c0 = np.meshgrid(rows[:-1], cols[:-1], indexing="ij")
     r1, c1 = np.meshgrid(rows[1:], cols[1:], indexing="ij")
-    blocks = np.stack([r0.ravel(), c0.ravel(), r1.ravel(), c1.ravel()], 1) if H > 1 and W > 1 else np.empty((0, 4), int)
+    blocks = np.stack([r0.ravel(), c0.ravel(), r1.ravel(), c1.ravel()], 1)  # none for a single row or column
     fills = []
     while len(blocks):
         stats["rounds"] += 1

@@ -189,35 +189,56 @@ def read_header(path: Path) -> dict:
         raise AssemblageError(f"{path}: truncated or corrupt header") from None
 
 
+class StoreReader:
+    """Chunks of one meta-tile's assemblage store, with its header read once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        head = read_header(self.path)
+        self.rows, self.cols, self.chunk = head["rows"], head["cols"], head["chunk"]
+        self.per_row = -(-self.cols // self.chunk)
+        self.entries = head["chunks"]
+        self.species_ids = np.asarray(head["species_ids"], np.int64)
+        self.code_scale = float(head["code_scale"])
+        self.threshold = float(head["threshold"])
+
+    def chunk_shape(self, cr: int, cc: int) -> tuple[int, int]:
+        return min(self.chunk, self.rows - cr * self.chunk), min(self.chunk, self.cols - cc * self.chunk)
+
+    def read(self, cr: int, cc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(counts [h, w], species [n], codes [n]) of chunk (cr, cc), cells row-major."""
+        off, nbytes = self.entries[cr * self.per_row + cc]
+        with open(self.path, "rb") as f:
+            f.seek(off)
+            blob = f.read(nbytes)
+        h, w = self.chunk_shape(cr, cc)
+        try:
+            counts, species, codes = decode_chunk(blob, h * w)
+        except (zlib.error, struct.error, ValueError):
+            raise AssemblageError(f"{self.path}: corrupt chunk {cr},{cc}") from None
+        return counts.reshape(h, w), species, codes
+
+
 def read_assemblage(path: Path, window: tuple[int, int, int, int] | None = None) -> Assemblages:
     """The assemblages of the cells ``(row0, col0, row1, col1)`` (end exclusive; default: all), read
     chunk by chunk (only the chunks the window touches are decompressed)."""
-    head = read_header(path)
-    H, W, ch = head["rows"], head["cols"], head["chunk"]
+    store = StoreReader(path)
+    H, W, ch = store.rows, store.cols, store.chunk
     r0, c0, r1, c1 = window or (0, 0, H, W)
     if not (0 <= r0 < r1 <= H and 0 <= c0 < c1 <= W):
         raise ValueError(f"window {(r0, c0, r1, c1)} is outside the {H} x {W} store")
-    per_row = -(-W // ch)
     wh, ww = r1 - r0, c1 - c0
     counts = np.zeros((wh, ww), np.int64)
     parts: dict[tuple[int, int], tuple] = {}
-    with open(path, "rb") as f:
-        for cr in range(r0 // ch, -(-r1 // ch)):
-            for cc in range(c0 // ch, -(-c1 // ch)):
-                off, nbytes = head["chunks"][cr * per_row + cc]
-                f.seek(off)
-                blob = f.read(nbytes)
-                h, w = min(ch, H - cr * ch), min(ch, W - cc * ch)
-                try:
-                    cnt, sp, co = decode_chunk(blob, h * w)
-                except zlib.error:
-                    raise AssemblageError(f"{path}: corrupt chunk {cr},{cc}") from None
-                parts[(cr, cc)] = (cnt.reshape(h, w), np.r_[0, np.cumsum(cnt)], sp, co, h, w)
-                # the chunk's part of the window
-                y0, x0 = max(r0, cr * ch), max(c0, cc * ch)
-                y1, x1 = min(r1, cr * ch + h), min(c1, cc * ch + w)
-                counts[y0 - r0:y1 - r0, x0 - c0:x1 - c0] = cnt.reshape(h, w)[y0 - cr * ch:y1 - cr * ch,
-                                                                               x0 - cc * ch:x1 - cc * ch]
+    for cr in range(r0 // ch, -(-r1 // ch)):
+        for cc in range(c0 // ch, -(-c1 // ch)):
+            cnt, sp, co = store.read(cr, cc)
+            h, w = cnt.shape
+            parts[(cr, cc)] = (cnt, np.r_[0, np.cumsum(cnt)], sp, co, h, w)
+            # the chunk's part of the window
+            y0, x0 = max(r0, cr * ch), max(c0, cc * ch)
+            y1, x1 = min(r1, cr * ch + h), min(c1, cc * ch + w)
+            counts[y0 - r0:y1 - r0, x0 - c0:x1 - c0] = cnt[y0 - cr * ch:y1 - cr * ch, x0 - cc * ch:x1 - cc * ch]
     offsets = np.r_[0, np.cumsum(counts.ravel())]
     species = np.empty(offsets[-1], np.int32)
     codes = np.empty(offsets[-1], np.uint8)
@@ -235,5 +256,4 @@ def read_assemblage(path: Path, window: tuple[int, int, int, int] | None = None)
         dst = np.repeat(offsets[dst_cell] - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(n.sum())
         species[dst] = sp[src]
         codes[dst] = co[src]
-    return Assemblages(offsets, species, codes, (wh, ww), np.asarray(head["species_ids"], np.int64),
-                       float(head["code_scale"]))
+    return Assemblages(offsets, species, codes, (wh, ww), store.species_ids, store.code_scale)
