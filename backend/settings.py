@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     frontend_dist: Path = Field(REPO_ROOT / "frontend" / "dist", description="Built single-page app.")
+    tile_cache_dir: Path | None = Field(
+        None, description="MapProxy's WMTS file cache and its lock files. Default: <data_dir>/cache/mapproxy. "
+        "Production: a volume local to the API host (each host keeps its own cache and drops stale runs' tiles).",
+    )
 
     # Demo region (``make run``)
     demo_region: str = "demo"
@@ -162,6 +166,10 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def mapproxy_cache_dir(self) -> Path:
+        return self.tile_cache_dir or self.cache_dir / "mapproxy"
 
 
 @lru_cache

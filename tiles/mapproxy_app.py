@@ -68,7 +68,7 @@ def _abstract(lyr: LayerInfo) -> str:
 
 def mapproxy_config(snapshot: LiveSnapshot, settings: Settings) -> dict:
     """MapProxy configuration (as a dict) serving every layer of ``snapshot``."""
-    cache_root = settings.cache_dir / "mapproxy" / snapshot.run_id
+    cache_root = settings.mapproxy_cache_dir / snapshot.run_id
     sources, caches, groups = {}, {}, {}
     for lyr in sorted(snapshot.layers.values(), key=lambda item: item.id):
         sources[f"{lyr.id}_src"] = {"type": "geoflora", "layer": lyr.id, "bbox": layer_bounds_wgs84(lyr.path)}
@@ -125,8 +125,8 @@ def mapproxy_config(snapshot: LiveSnapshot, settings: Settings) -> dict:
         "globals": {
             "cache": {
                 "base_dir": str(cache_root),
-                "lock_dir": str(settings.cache_dir / "mapproxy" / "locks"),
-                "tile_lock_dir": str(settings.cache_dir / "mapproxy" / "tile_locks"),
+                "lock_dir": str(settings.mapproxy_cache_dir / "locks"),
+                "tile_lock_dir": str(settings.mapproxy_cache_dir / "tile_locks"),
                 "max_tile_limit": settings.max_tiles_per_request,
             },
             # Nearest keeps class values (habitats) intact when MapProxy resamples cached tiles.
@@ -147,7 +147,7 @@ def write_config(path: Path, config: dict) -> Path:
 def drop_stale_caches(settings: Settings, live_run: str) -> None:
     """Delete the tile caches of every run but the live one (cached tiles of an old run must never
     be served, and they take disk space)."""
-    root = settings.cache_dir / "mapproxy"
+    root = settings.mapproxy_cache_dir
     if root.is_dir():
         for child in root.iterdir():
             if child.is_dir() and child.name not in (live_run, "locks", "tile_locks"):
