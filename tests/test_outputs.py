@@ -284,3 +284,26 @@ def test_vrt_mosaic_places_metatiles_on_the_grid(tmp_path):
     assert (data[500:, :500] == 1).all()  # a: lower left
     assert (data[:500, 500:] == 2).all()  # b: upper right
     assert (data[:500, :500] == 0).all() and (data[500:, 500:] == 0).all()  # no tile: nodata
+
+
+def test_first_rows_of_a_metatile_equal_the_whole_computation(computed, tiny_region, tiny_sdm, tiny_botaclip,
+                                                              tiny_plantbert):
+    """``n_rows`` (benchmarks of paper-size models on a CPU) computes exactly the first rows."""
+    from inference.data.region import load_region
+    from inference.pipeline.stages import RunProfile, compute_metatile, models_for
+
+    settings, sessions, run_id = computed
+    from backend.db.models import Run
+
+    with sessions() as session:
+        profile = RunProfile.from_dict(session.get(Run, run_id).config["profile"])
+    region = load_region(tiny_region)
+    tile = next(region.grid.metatiles())
+    part = compute_metatile(region, tile, models_for(tiny_sdm, "cpu", tiny_plantbert, tiny_botaclip), profile,
+                            n_rows=37)
+    # (habitats are left out: refinement on a 37-row band has another lattice than on the whole tile)
+    for layer in ("indicator.richness", "embedding.pca", "trait.height", "truth.richness"):
+        _, whole, _ = _read(computed, layer)
+        got = part[layer] if part[layer].ndim == 2 else part[layer][0]
+        assert got.shape == (37, 500), layer
+        np.testing.assert_allclose(got, whole[:37], rtol=1e-4, atol=1e-3, err_msg=layer)

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
 
-from .model import CELL_PX, BotaCLIP
+from .model import CELL_PX, BotaCLIP, model_device
 
 S2_RES = 10
 
@@ -45,6 +45,7 @@ def _adapt_chunks(model: BotaCLIP, h: torch.Tensor, chunk: int = 65536) -> torch
 @torch.no_grad()
 def _shared(region, tile: MetaTile, model: BotaCLIP, r0: int, r1: int, strip_rows: int) -> np.ndarray:
     enc = model.encoder
+    dev = model_device(model)
     P, k, n = enc.patch_size, enc.config.window, CELLS_PER_METATILE
     step = CELL_M // S2_RES
     if step != CELL_PX:
@@ -67,10 +68,10 @@ def _shared(region, tile: MetaTile, model: BotaCLIP, r0: int, r1: int, strip_row
             inside = (col0 >= 0 and row0 + step * a >= 0 and col0 + width <= src.width
                       and row0 + step * a + height <= src.height)
             img = src.read(window=win, boundless=not inside, fill_value=0)
-            fm = enc.feature_map(model.norm.apply("s2", img[None]))  # [1, F, (b-a)+k-1, n+k-1]
+            fm = enc.feature_map(model.norm.apply("s2", img[None]).to(dev))  # [1, F, (b-a)+k-1, n+k-1]
             h = F.avg_pool2d(fm, k, stride=1)[0]  # [F, b-a, n]: each cell's own patch mean
             e = _adapt_chunks(model, h.permute(1, 2, 0).reshape(-1, h.shape[0]))
-            out[:, a - r0:b - r0] = e.T.reshape(-1, b - a, n).numpy()
+            out[:, a - r0:b - r0] = e.T.reshape(-1, b - a, n).cpu().numpy()
     return out
 
 
@@ -95,7 +96,7 @@ def embed_points(region, model: BotaCLIP, x: np.ndarray, y: np.ndarray, batch: i
     out = []
     for i in range(0, len(x), batch):
         s2 = region.extract_s2(x[i:i + batch], y[i:i + batch], size=model.patch_size)
-        out.append(model.embed_features(encode(model.encoder, model.norm, s2)).numpy())
+        out.append(model.embed_features(encode(model.encoder, model.norm, s2)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.dim), np.float32)
 
 

@@ -203,6 +203,11 @@ def load_frozen_encoder(path: Path | str | None, patch_size: int | None = None) 
     return freeze(enc)
 
 
+def model_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s weights live (inputs are moved there; the CPU for a module without any)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
 def freeze(module: nn.Module) -> nn.Module:
     for prm in module.parameters():
         prm.requires_grad_(False)

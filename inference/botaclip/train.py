@@ -25,7 +25,8 @@ from inference.sdm.preprocess import Normalizer
 from inference.sdm.train import _save_atomic
 
 from .model import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, BotaCLIP, BotaCLIPConfig, CellCNN, CellCNNConfig,
-                    HFImageEncoder, ScriptedEncoder, freeze, lists_to_bag, load_frozen_encoder, save_cell_cnn)
+                    HFImageEncoder, ScriptedEncoder, freeze, lists_to_bag, load_frozen_encoder, model_device,
+                    save_cell_cnn)
 
 PCA_PERCENTILES = (2.0, 98.0)
 
@@ -74,12 +75,14 @@ def encode(encoder, norm: Normalizer, s2: np.ndarray, batch: int = 256, view: in
         raise ValueError(f"patches of {s2.shape[-1]} px are smaller than the encoder's {P}")
     off = (s2.shape[-1] - P) // 2
     encoder.eval()
+    dev = model_device(encoder)
     out = []
     for i in range(0, len(s2), batch):
         a = s2[i:i + batch, :, off:off + P, off:off + P]
         if view:
             a = dihedral(a, view)
-        out.append(encoder(norm.apply("s2", np.ascontiguousarray(a))).float())
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):  # mixed precision on GPU
+            out.append(encoder(norm.apply("s2", np.ascontiguousarray(a)).to(dev)).float())
     return torch.cat(out) if out else torch.zeros(0, encoder.out_features)
 
 

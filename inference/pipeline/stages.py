@@ -163,17 +163,20 @@ def _indicator_layer(key: str) -> str:
 
 
 def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: RunProfile,
-                     timings: dict | None = None, info: dict | None = None) -> dict[str, np.ndarray]:
+                     timings: dict | None = None, info: dict | None = None,
+                     n_rows: int | None = None) -> dict[str, np.ndarray]:
     """Every output array of ``tile``, keyed by layer id ([rows, cols]); ``timings`` (if given)
     receives the seconds of each stage: sdm, indicators, species, habitat, embedding, traits, truth;
     ``info`` (if given) the habitat stage's statistics (cells evaluated by Pl@ntBERT, filled).
+    ``n_rows`` computes the first rows of the meta-tile only (benchmarks of large models on a CPU).
 
     Cells in water are computed from their own inputs (the flora has aquatic habitats), not masked.
     """
     _check_species(region, models)
     timer = _Timer(timings, models.sdm.device)
     with timer("sdm"):
-        prob = models.sdm.probabilities(region, tile)  # [S, 500, 500], calibrated
+        prob = models.sdm.probabilities(region, tile, n_rows)  # [S, 500, 500], calibrated
+    rows = prob.shape[1]
     with timer("indicators"):
         out = {_indicator_layer(k): v.cpu().numpy()
                for k, v in compute_indicators(prob, species_attributes(region, profile), profile.threshold).items()}
@@ -201,7 +204,7 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
         from inference.botaclip.embed import metatile_embeddings, pca_rgb
 
         with timer("embedding"):
-            rgb = pca_rgb(metatile_embeddings(region, tile, models.botaclip), models.botaclip)
+            rgb = pca_rgb(metatile_embeddings(region, tile, models.botaclip, rows=slice(0, rows)), models.botaclip)
             out["embedding.pca"] = np.maximum(rgb, 1)  # 0 is nodata
     with timer("traits"):
         mean, sd = cwm(prob, species_log_medians(region), profile.threshold)
@@ -212,8 +215,8 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
             out[f"trait.{name.lower()}.sd"] = np.where(empty, -1.0, d).astype(np.float32)
     if hasattr(region, "iter_true_probability"):
         with timer("truth"):
-            truth = np.zeros((CELLS_PER_METATILE, CELLS_PER_METATILE), np.float64)
+            truth = np.zeros((rows, CELLS_PER_METATILE), np.float64)
             for _species, p in region.iter_true_probability(tile):
-                truth += p.sum(axis=0, dtype=np.float64)
+                truth += p[:, :rows].sum(axis=0, dtype=np.float64)
             out[TRUE_RICHNESS.layer_id] = truth.astype(np.float32)
     return out

@@ -177,14 +177,17 @@ class MetaTileSDM:
         return logits[torch.from_numpy(inverse.ravel()).to(self.device)]
 
     @torch.no_grad()
-    def logits(self, region, tile: MetaTile) -> torch.Tensor:
-        """Logits of every cell and species [500 * 500, S], cells in row-major order (row 0 north)."""
+    def logits(self, region, tile: MetaTile, n_rows: int | None = None) -> torch.Tensor:
+        """Logits of every cell and species [500 * 500, S], cells in row-major order (row 0 north).
+
+        ``n_rows`` limits the computation to the first rows of the meta-tile (benchmarks)."""
         n = CELLS_PER_METATILE
+        rows = n if n_rows is None else max(1, min(n, int(n_rows)))
         x, y = region.cell_centres(tile)
-        xs, ys = x.ravel(), y.ravel()
-        total = self.bias.to(self.device).expand(n * n, -1).clone()
+        xs, ys = x[:rows].ravel(), y[:rows].ravel()
+        total = self.bias.to(self.device).expand(rows * n, -1).clone()
         if "s2" in self.model.encoders:
-            f = self.s2_features(region.s2_path, tile).reshape(n * n, -1)
+            f = self.s2_features(region.s2_path, tile, n_rows=rows).reshape(rows * n, -1)
             total += f @ self.head_parts["s2"].T
         if "climate" in self.model.encoders:
             total += self._cube_logits("climate", next(iter(region.climate_paths.values())),
@@ -193,10 +196,12 @@ class MetaTileSDM:
             total += self._cube_logits("landsat", region.landsat_path, region.extract_landsat, xs, ys)
         return total
 
-    def probabilities(self, region, tile: MetaTile) -> torch.Tensor:
-        """float32 [S, 500, 500] probabilities (species in checkpoint order)."""
+    def probabilities(self, region, tile: MetaTile, n_rows: int | None = None) -> torch.Tensor:
+        """float32 [S, 500, 500] probabilities (species in checkpoint order); ``n_rows``: the first
+        rows only ([S, n_rows, 500], benchmarks)."""
+        logits = self.logits(region, tile, n_rows)
         n = CELLS_PER_METATILE
-        return torch.sigmoid(self.logits(region, tile)).T.reshape(-1, n, n)
+        return torch.sigmoid(logits).T.reshape(-1, len(logits) // n, n)
 
 
 @torch.no_grad()
