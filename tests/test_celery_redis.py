@@ -17,10 +17,11 @@ from tests.conftest import ON_CI, REPO, make_settings
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a database of its own, flushed by the test
 
 
-def _redis_or_fail():
+def _redis_or_fail(url: str = REDIS_URL):
+    """A client of the Redis database ``url``, flushed; on CI a missing Redis fails the test."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.exceptions.ConnectionError as exc:

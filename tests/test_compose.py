@@ -41,14 +41,16 @@ def _config(project_dir, **overrides: str) -> dict:
 
 
 def _mounts(service: dict) -> dict[str, str]:
-    """Container path -> source of every volume of a service (short or long syntax)."""
+    """Container path -> source of every volume of a service (short or long syntax), with ":ro"
+    appended to read-only ones."""
     out = {}
     for vol in service.get("volumes", []):
         if isinstance(vol, str):
-            source, target = vol.split(":")[:2]
+            source, target, *mode = vol.split(":")
+            read_only = mode == ["ro"]
         else:
-            source, target = vol.get("source"), vol["target"]
-        out[target] = source
+            source, target, read_only = vol.get("source"), vol["target"], vol.get("read_only", False)
+        out[target] = source + (":ro" if read_only else "")
     return out
 
 
@@ -103,7 +105,8 @@ def test_volumes_data_shared_tile_cache_local(config):
     api = _mounts(services["api"])
     assert api["/cache"] == "tilecache"
     assert services["api"]["environment"]["GEOFLORA_TILE_CACHE_DIR"].startswith("/cache/")
-    assert _mounts(services["worker"])["/pretrained"] == "pretrained"
+    for name in ("api", "worker"):  # weights from local files, read-only, the same for both
+        assert _mounts(services[name])["/pretrained"] == "pretrained:ro"
     assert _mounts(services["postgis"])["/var/lib/postgresql/data"] == "pgdata"
     assert _mounts(services["redis"])["/data"] == "redisdata"
     assert {"geodata", "tilecache", "pgdata", "redisdata", "pretrained"} <= set(config["volumes"])
