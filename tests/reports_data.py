@@ -13,14 +13,37 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
+from pyproj import Transformer
 
-from inference.grid import CELLS_PER_METATILE, MetaTile
+from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
 from inference.pipeline.assemblage import CHUNK, AssemblageChunks, assemblage_arrays, write_assemblage
 
 N = CELLS_PER_METATILE
 SCALE = 250.0
 L3_CODES = ["Q11", "Q22", "Q24", "R1A", "R21", "R22", "R35", "T11", "T12", "S32"]
 STATUSES = [None, "LC", "LC", "LC", "NT", "VU", "EN", "CR", "DD"]
+TO_WGS = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
+
+
+def wgs_ring(points_3035):
+    """A closed GeoJSON ring (WGS84) through EPSG:3035 points."""
+    ring = [list(TO_WGS.transform(x, y)) for x, y in points_3035]
+    return ring + [ring[0]]
+
+
+def polygon(*rings_3035) -> dict:
+    """A GeoJSON Polygon (WGS84) from rings of EPSG:3035 points: the body of POST /api/reports."""
+    return {"type": "Polygon", "coordinates": [wgs_ring(r) for r in rings_3035]}
+
+
+def cell_mask(tile: MetaTile, geom) -> np.ndarray:
+    """[N, N] mask of the cells of ``tile`` whose centre lies inside ``geom`` (EPSG:3035): a
+    report's cells, computed the obvious way."""
+    left, _, _, top = tile.bounds
+    xs = left + CELL_M / 2 + CELL_M * np.arange(N)
+    ys = top - CELL_M / 2 - CELL_M * np.arange(N)
+    return shapely.contains_xy(geom, xs[None, :].repeat(N, 0), ys[:, None].repeat(N, 1))
 
 
 @dataclass

@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from pyproj import Transformer
 from shapely.geometry import Polygon
 
 from tests.conftest import REPO, free_port
 from tests.pixels import compare_image, decode_png, pixel_centres
+from tests.reports_data import cell_mask, polygon
 from tests.test_celery_redis import _redis_or_fail, _wait
 
 REDIS_URL = "redis://127.0.0.1:6379/12"  # a database of its own (test_celery_redis uses 11), flushed
@@ -37,7 +37,6 @@ REGION = "quad"
 LAYER = "indicator.richness"
 TILES = {"E4200N2800", "E4225N2800", "E4200N2825", "E4225N2825"}
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
-TO_WGS = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgis]
 
@@ -296,25 +295,19 @@ def _check_api(client: httpx.Client, data_dir: Path, tile_cache: Path, run_id: s
 def _check_report(client: httpx.Client, data_dir: Path, run_id: str, mosaic: Path) -> None:
     """An irregular area over the four meta-tiles: cells, species cells and richness as the COGs
     and assemblage stores give them."""
-    from inference.grid import CELL_M, MetaTile
+    from inference.grid import MetaTile
     from inference.pipeline.assemblage import read_assemblage
 
     pts = [(4_214_013.0, 2_816_007.0), (4_236_011.0, 2_818_989.0), (4_233_493.0, 2_834_013.0),
            (4_217_007.0, 2_831_511.0)]
-    ring = [list(TO_WGS.transform(x, y)) for x, y in pts]
-    resp = client.post("/api/reports", json={"type": "Polygon", "coordinates": [ring + [ring[0]]]},
-                       params={"species_limit": 1000})
+    resp = client.post("/api/reports", json=polygon(pts), params={"species_limit": 1000})
     assert resp.status_code == 200, resp.text
     report = resp.json()
     area = Polygon(pts)
 
     expected_cells, species_cells = 0, {}
     for tile_id in TILES:
-        tile = MetaTile.from_id(tile_id)
-        left, _, _, top = tile.bounds
-        xs = left + CELL_M / 2 + CELL_M * np.arange(500)
-        ys = top - CELL_M / 2 - CELL_M * np.arange(500)
-        mask = shapely.contains_xy(area, xs[None, :].repeat(500, 0), ys[:, None].repeat(500, 1))
+        mask = cell_mask(MetaTile.from_id(tile_id), area)
         expected_cells += int(mask.sum())
         a = read_assemblage(data_dir / "runs" / run_id / "metatiles" / tile_id / "assemblage.bin")
         take = np.repeat(mask.ravel(), a.counts)

@@ -14,23 +14,12 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import Polygon
 
-from inference.grid import CELL_M, MetaTile
+from inference.grid import MetaTile
 from inference.pipeline.assemblage import read_assemblage
 from tests.conftest import make_settings
-from tests.reports_data import TILES, rclient, synth  # noqa: F401 (fixtures)
+from tests.reports_data import TILES, cell_mask, polygon, rclient, synth  # noqa: F401 (fixtures)
 
-TO_WGS = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
 TO_GRID = Transformer.from_crs("EPSG:4326", "EPSG:3035", always_xy=True)
-
-
-def wgs_ring(points_3035):
-    """A closed GeoJSON ring (WGS84) through EPSG:3035 points."""
-    ring = [list(TO_WGS.transform(x, y)) for x, y in points_3035]
-    return ring + [ring[0]]
-
-
-def polygon(*rings_3035) -> dict:
-    return {"type": "Polygon", "coordinates": [wgs_ring(r) for r in rings_3035]}
 
 
 # Hand-drawn areas (EPSG:3035 metres; odd offsets keep cell centres off the edges).
@@ -49,10 +38,7 @@ def _direct(synth, doc: dict) -> dict:
     S = len(synth.species_ids)
     out = {"cells": 0, "sp_cells": np.zeros(S, np.int64), "sp_codes": np.zeros(S, np.int64), "values": {}}
     for tile in synth.tiles:
-        left, bottom, right, top = tile.bounds
-        xs = left + CELL_M / 2 + CELL_M * np.arange(500)
-        ys = top - CELL_M / 2 - CELL_M * np.arange(500)
-        mask = shapely.contains_xy(geom, xs[None, :].repeat(500, 0), ys[:, None].repeat(500, 1))
+        mask = cell_mask(tile, geom)
         if not mask.any():
             continue
         out["cells"] += int(mask.sum())

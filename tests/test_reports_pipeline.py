@@ -6,16 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-import shapely
-from pyproj import Transformer
 from shapely.geometry import Polygon
 
-from inference.grid import CELL_M, MetaTile
+from inference.grid import MetaTile
 from inference.pipeline.assemblage import read_assemblage
+from tests.reports_data import cell_mask, polygon
 
 pytestmark = pytest.mark.slow
-
-TO_WGS = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
 
 
 def test_report_on_a_pipeline_run_matches_its_rasters_and_store(client, computed):
@@ -25,15 +22,10 @@ def test_report_on_a_pipeline_run_matches_its_rasters_and_store(client, computed
     left, bottom, _, _ = tile.bounds
     pts = [(left + 3013, bottom + 4007), (left + 17011, bottom + 2989), (left + 15493, bottom + 16013),
            (left + 6007, bottom + 19511)]
-    ring = [list(TO_WGS.transform(x, y)) for x, y in pts]
-    r = client.post("/api/reports", json={"type": "Polygon", "coordinates": [ring + [ring[0]]]},
-                    params={"species_limit": 1000})
+    r = client.post("/api/reports", json=polygon(pts), params={"species_limit": 1000})
     assert r.status_code == 200, r.text
     report = r.json()
-    geom = Polygon(pts)
-    xs = left + CELL_M / 2 + CELL_M * np.arange(500)
-    ys = tile.bounds[3] - CELL_M / 2 - CELL_M * np.arange(500)
-    mask = shapely.contains_xy(geom, xs[None, :].repeat(500, 0), ys[:, None].repeat(500, 1))
+    mask = cell_mask(tile, Polygon(pts))
     assert report["area"]["cells"] == mask.sum()
     a = read_assemblage(tile_dir / "assemblage.bin")
     take = np.repeat(mask.ravel(), a.counts)
