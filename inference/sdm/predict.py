@@ -53,9 +53,15 @@ def _fuse(stage: torch.nn.Sequential) -> torch.nn.Sequential:
 
 
 def _box_mean(q: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean of q [C, H, W] over k x k windows with top-left (rows[i], cols[j]) -> [C, len(rows), len(cols)]."""
-    means = F.avg_pool2d(q[None], k, stride=1)[0]  # every window position at once
-    return means[:, rows[:, None], cols[None, :]]
+    """Mean of q [C, H, W] over k x k windows with top-left (rows[i], cols[j]) -> [C, len(rows), len(cols)].
+
+    Summed-area tables, and only at the wanted rows: O(C H W) whatever ``k`` (an average pool at
+    every window position costs k^2 times that; 12x slower at k = 16)."""
+    C, H, W = q.shape
+    s = torch.cat([q.new_zeros((C, 1, W)), q.cumsum(1)], 1)  # [C, H + 1, W]
+    r = s[:, rows + k] - s[:, rows]  # [C, R, W]: sums over k rows
+    s = torch.cat([r.new_zeros((C, len(rows), 1)), r.cumsum(2)], 2)  # [C, R, W + 1]
+    return (s[:, :, cols + k] - s[:, :, cols]) / (k * k)
 
 
 class MetaTileSDM:
@@ -75,7 +81,10 @@ class MetaTileSDM:
             raise ValueError("the meta-tile S2 path needs a patch size divisible by 4")
         if "s2" in model.encoders:
             enc = model.encoders["s2"]
-            self._fused = (_fuse(enc.stage1).to(device), _fuse(enc.stage2).to(device))
+            # channels-last convolutions: oneDNN on CPUs (about 25 % faster here) and tensor cores on GPUs
+            cl = torch.channels_last
+            self._fused = (_fuse(enc.stage1).to(device, memory_format=cl),
+                           _fuse(enc.stage2).to(device, memory_format=cl))
         widths = [e.out_features for e in model.encoders.values()]
         w = model.head.weight.detach()
         self.head_parts = dict(zip(model.encoders, torch.split(w, widths, dim=1)))
@@ -134,10 +143,11 @@ class MetaTileSDM:
         cols = torch.arange(n_cols, device=self.device) * step + halo
         with self._autocast():
             # A 2 x 2 max-pool of every phase at once: stride-1 pooling, then one phase per stride-2 view.
-            a = F.max_pool2d(stage1(x), 2, stride=1)
+            a = F.max_pool2d(stage1(x.contiguous(memory_format=torch.channels_last)), 2, stride=1)
             for py in (0, 1):
                 for px in (0, 1):
-                    h = F.max_pool2d(stage2(a[..., py::2, px::2].contiguous()), 2, stride=1)
+                    h = F.max_pool2d(stage2(a[..., py::2, px::2].contiguous(memory_format=torch.channels_last)), 2,
+                                     stride=1)
                     for qy in (0, 1):
                         for qx in (0, 1):
                             q = h[0, :, qy::2, qx::2].float()
