@@ -153,7 +153,7 @@ def main() -> None:
         h = info["habitat"]
         print(f"Pl@ntBERT: step {h['step']}, evaluated {h['evaluated']:,} of {h['cells_with_list']:,} cells with a "
               f"list ({h['evaluated_share']:.1%}), {h['model_lists']:,} distinct lists, mean list length "
-              f"{h['mean_list_length']:.1f}")
+              f"{h['mean_list_length']:.1f}; lists built in {h['token_seconds']:.1f} s, model {h['model_seconds']:.1f} s")
     if check:
         print(f"habitat check on a {check['window']} x {check['window']} window: same level-3 class as every-cell "
               f"inference in {check['agree']:.2%} of cells ({check['agree_filled']:.2%} of the "

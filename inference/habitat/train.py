@@ -41,12 +41,12 @@ from . import corpus as C
 from .plantbert import (MASK, N_SPECIAL, PAD, PlantBert, Vocab, bert_kwargs, build_classifier, build_mlm,
                         model_inputs)
 
-DEFAULT_LR = {"demo": 1e-3, "paper": 1e-4}
+DEFAULT_LR = {"small": 1e-3, "demo": 1e-3, "paper": 1e-4}
 
 
 @dataclass
 class PlantBertConfig:
-    size: str = "demo"  # demo | paper
+    size: str = "demo"  # small | demo | paper (inference.habitat.plantbert.SIZES)
     n_plots: int = 30_000  # truth-sampled training plots (TRAIN blocks)
     sdm_lists: int = 0  # deep-SDM predicted lists from TRAIN blocks mixed in (needs an SDM checkpoint)
     n_val: int = 2_000  # CAL-block plots for model selection (and as many SDM lists when mixed in)

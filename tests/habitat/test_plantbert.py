@@ -164,6 +164,22 @@ def test_errors(tmp_path, random_bert):
         PlantBertConfig(size="huge")
 
 
+def test_sizes_and_the_make_run_configuration():
+    """small (make run) < demo < paper; the make-run schedule names a known size and cuts lists to 50."""
+    from backend.cli import DEMO_PLANTBERT
+    from inference.habitat.plantbert import SIZES, bert_kwargs, build_classifier
+
+    params = {}
+    for size, layers in (("small", 2), ("demo", 4), ("paper", 12)):
+        kw = bert_kwargs(size, 305, 50, 53)
+        assert kw["num_hidden_layers"] == layers
+        assert PlantBertConfig(size=size).learning_rate > 0
+        if size != "paper":
+            params[size] = sum(p.numel() for p in build_classifier(kw).parameters())
+    assert params["small"] < params["demo"]
+    assert DEMO_PLANTBERT["size"] in SIZES and DEMO_PLANTBERT["top_n"] == 50
+
+
 def test_checkpoint_round_trip(tmp_path, random_bert, window_probs):
     path = random_bert.save(tmp_path / "pb.pt", {"seed": 0})
     loaded = load_plantbert(path)
