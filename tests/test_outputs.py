@@ -307,3 +307,50 @@ def test_first_rows_of_a_metatile_equal_the_whole_computation(computed, tiny_reg
         got = part[layer] if part[layer].ndim == 2 else part[layer][0]
         assert got.shape == (37, 500), layer
         np.testing.assert_allclose(got, whole[:37], rtol=1e-4, atol=1e-3, err_msg=layer)
+
+
+def test_sdm_files_are_written_while_plantbert_computes_and_a_crash_leaves_no_manifest(
+        tmp_path, monkeypatch, tiny_region, tiny_sdm, tiny_plantbert):
+    """The worker path overlaps writing with compute: the indicator, species and trait files are
+    complete before Pl@ntBERT returns. A crash in Pl@ntBERT leaves those (complete) files but no
+    manifest, the meta-tile failed; a retry finishes it."""
+    import inference.habitat.infer as infer
+    from backend.db.engine import make_engine, make_sessionmaker, migrate
+    from backend.db.models import MetaTileRecord
+    from inference.pipeline.run import MANIFEST, create_run, process_metatile
+    from tests.conftest import make_settings
+    from tiles.layout import metatile_dir
+
+    settings = make_settings(tmp_path / "data")
+    migrate(settings.db_url)
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    run_id = create_run(sessions, "tiny", tiny_region, tiny_sdm, "cpu", tiny_plantbert, None, 8)
+    tile_id = "E4200N2800"
+    folder = metatile_dir(settings.data_dir, run_id, tile_id)
+    real = infer.classify_metatile
+    seen = {}
+
+    def classify_then_crash(*args, **kwargs):
+        import time
+
+        deadline = time.monotonic() + 60  # the early files are being written meanwhile
+        while time.monotonic() < deadline and not (folder / "assemblage.bin").is_file():
+            time.sleep(0.05)
+        seen["files"] = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        raise RuntimeError("GPU fell off the bus")
+
+    monkeypatch.setattr(infer, "classify_metatile", classify_then_crash)
+    with pytest.raises(RuntimeError, match="bus"):
+        process_metatile(settings, sessions, run_id, tile_id)
+    assert "assemblage.bin" in seen["files"] and any(f.startswith("species/") for f in seen["files"])
+    assert not (folder / MANIFEST).exists()
+    assert not list(folder.rglob(".*.tmp"))
+    assert all(is_valid_cog(p) for p in folder.rglob("*.tif"))
+    assert not list(folder.glob("habitat*.tif"))
+    with sessions() as session:
+        record = session.query(MetaTileRecord).filter_by(run_id=run_id, tile_id=tile_id).one()
+        assert record.status == "failed" and "bus" in record.error
+
+    monkeypatch.setattr(infer, "classify_metatile", real)
+    assert process_metatile(settings, sessions, run_id, tile_id) == "done"
+    assert (folder / MANIFEST).is_file() and list(folder.glob("habitat*.tif"))

@@ -158,54 +158,97 @@ def _band_stats(data: np.ndarray, nodata: float) -> tuple[float, float]:
     return float(valid.max()), float(np.percentile(valid, 99))
 
 
+class OutputWriter:
+    """Writes one meta-tile's files as the cascade produces their arrays, then the manifest, last.
+
+    ``submit(arrays)`` starts writing (in a pool of ``threads`` threads: GDAL and zlib release the
+    GIL) every file whose arrays are all there and that was not started yet, so the SDM-derived
+    COGs (indicators, species layers, the assemblage store, traits) are written while Pl@ntBERT
+    and BotaCLIP compute. ``finish(arrays)`` writes the rest, waits, and writes the manifest: a
+    meta-tile is finished exactly when its manifest exists. Every file is written atomically.
+    """
+
+    def __init__(self, settings: Settings, run_id: str, tile: MetaTile, outputs: list[OutputSpec],
+                 species_ids: np.ndarray | None = None, threads: int = 2) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.settings, self.run_id, self.tile, self.species_ids = settings, run_id, tile, species_ids
+        self.folder = metatile_dir(settings.data_dir, run_id, tile.id)
+        self.files = files_of(outputs)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
+        self.futures: dict = {}
+        self.written_species: list[int] = []
+
+    def __enter__(self) -> "OutputWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop: files not started are dropped, running ones complete (atomically); no manifest."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _start(self, name: str, job) -> None:
+        self.futures[name] = self.pool.submit(job)
+
+    def submit(self, arrays: dict) -> None:
+        settings, run_id, tile = self.settings, self.run_id, self.tile
+        for name, specs in self.files.items():
+            if f"{name}.tif" in self.futures or any(s.layer_id not in arrays for s in specs):
+                continue
+            # a layer's array is one band [rows, cols] or several (an RGB image [3, rows, cols])
+            data = np.concatenate([np.asarray(arrays[s.layer_id], dtype=s.dtype).reshape(
+                -1, CELLS_PER_METATILE, CELLS_PER_METATILE) for s in specs])
+            tags = {"GEOFLORA_FILE": name, "GEOFLORA_RUN": run_id}
+            for s, band in zip(specs, data):
+                vmax, p99 = _band_stats(band, s.nodata)
+                tags[f"GEOFLORA_MAX_B{s.band}"] = f"{vmax:.6g}"
+                tags[f"GEOFLORA_P99_B{s.band}"] = f"{p99:.6g}"
+            self._start(f"{name}.tif", lambda name=name, data=data, specs=specs, tags=tags: write_cog(
+                metatile_cog(settings.data_dir, run_id, tile.id, name), data, transform=tile.transform(),
+                nodata=specs[0].nodata, band_names=[s.layer_id for s in specs], tags=tags,
+                resampling=specs[0].resampling, colormap=specs[0].colortable))
+        if SPECIES_CODES in arrays and self.species_ids is not None and not self.written_species:
+            codes, present = arrays[SPECIES_CODES], arrays[SPECIES_PRESENT]
+            for k in np.flatnonzero(present):
+                sid = int(self.species_ids[k])
+                self.written_species.append(sid)
+                self._start(f"species/{sid}.tif", lambda k=k, sid=sid: write_cog_band(
+                    self.folder / "species" / f"{sid}.tif", codes[k], transform=tile.transform(), nodata=255,
+                    scale=1.0 / PROBABILITY_CODE_SCALE))
+        if ASSEMBLAGES in arrays and ASSEMBLAGE_FILE not in self.futures:
+            if self.species_ids is None:
+                raise RunError("the assemblage store needs the run's species ids")
+            chunks = arrays[ASSEMBLAGES]
+            self._start(ASSEMBLAGE_FILE, lambda: write_assemblage(self.folder / ASSEMBLAGE_FILE, chunks,
+                                                                  self.species_ids, tile.id))
+
+    def finish(self, arrays: dict) -> dict:
+        """Write what is left, wait for every file, then the manifest; returns the manifest."""
+        missing = [s.layer_id for specs in self.files.values() for s in specs if s.layer_id not in arrays]
+        if missing:
+            self.close()
+            raise RunError(f"the cascade produced no {', '.join(missing)} for meta-tile {self.tile.id}")
+        try:
+            self.submit(arrays)
+            paths = {name: f.result() for name, f in self.futures.items()}
+        finally:
+            self.close()
+        manifest = {"tile": self.tile.id, "run": self.run_id,
+                    "files": {name: p.stat().st_size for name, p in paths.items()},
+                    "species": self.written_species, "cells": CELLS_PER_METATILE * CELLS_PER_METATILE}
+        tmp = self.folder / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest))
+        os.replace(tmp, self.folder / MANIFEST)
+        return manifest
+
+
 def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[str, np.ndarray],
                   outputs: list[OutputSpec], species_ids: np.ndarray | None = None, threads: int = 2) -> dict:
     """One COG per output file (its layers as bands), one per species present in the tile, the
-    assemblage store, then the manifest, last: a meta-tile is finished exactly when its manifest
-    exists. Every file is written atomically; GDAL and zlib release the GIL, so the files are
-    written by ``threads`` threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    folder = metatile_dir(settings.data_dir, run_id, tile.id)
-    jobs: list[tuple[str, callable]] = []
-    for name, specs in files_of(outputs).items():
-        missing = [s.layer_id for s in specs if s.layer_id not in arrays]
-        if missing:
-            raise RunError(f"the cascade produced no {', '.join(missing)} for meta-tile {tile.id}")
-        # a layer's array is one band [rows, cols] or several (an RGB image [3, rows, cols])
-        data = np.concatenate([np.asarray(arrays[s.layer_id], dtype=s.dtype).reshape(-1, CELLS_PER_METATILE, CELLS_PER_METATILE)
-                               for s in specs])
-        tags = {"GEOFLORA_FILE": name, "GEOFLORA_RUN": run_id}
-        for s, band in zip(specs, data):
-            vmax, p99 = _band_stats(band, s.nodata)
-            tags[f"GEOFLORA_MAX_B{s.band}"] = f"{vmax:.6g}"
-            tags[f"GEOFLORA_P99_B{s.band}"] = f"{p99:.6g}"
-        jobs.append((f"{name}.tif", lambda name=name, data=data, specs=specs, tags=tags: write_cog(
-            metatile_cog(settings.data_dir, run_id, tile.id, name), data, transform=tile.transform(),
-            nodata=specs[0].nodata, band_names=[s.layer_id for s in specs], tags=tags,
-            resampling=specs[0].resampling, colormap=specs[0].colortable)))
-    written_species: list[int] = []
-    if SPECIES_CODES in arrays and species_ids is not None:
-        codes, present = arrays[SPECIES_CODES], arrays[SPECIES_PRESENT]
-        for k in np.flatnonzero(present):
-            sid = int(species_ids[k])
-            written_species.append(sid)
-            jobs.append((f"species/{sid}.tif", lambda k=k, sid=sid: write_cog_band(
-                folder / "species" / f"{sid}.tif", codes[k], transform=tile.transform(), nodata=255,
-                scale=1.0 / PROBABILITY_CODE_SCALE)))
-    if ASSEMBLAGES in arrays:
-        if species_ids is None:
-            raise RunError("the assemblage store needs the run's species ids")
-        jobs.append((ASSEMBLAGE_FILE, lambda: write_assemblage(folder / ASSEMBLAGE_FILE, arrays[ASSEMBLAGES],
-                                                               species_ids, tile.id)))
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        paths = dict(zip([name for name, _ in jobs], pool.map(lambda job: job[1](), jobs)))
-    manifest = {"tile": tile.id, "run": run_id, "files": {name: p.stat().st_size for name, p in paths.items()},
-                "species": written_species, "cells": CELLS_PER_METATILE * CELLS_PER_METATILE}
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest))
-    os.replace(tmp, folder / MANIFEST)
-    return manifest
+    assemblage store, then the manifest, last (:class:`OutputWriter` with every array at once)."""
+    return OutputWriter(settings, run_id, tile, outputs, species_ids, threads).finish(arrays)
 
 
 def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id: str, tile_id: str,
@@ -235,6 +278,7 @@ def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id
     def fail(exc: BaseException) -> None:
         _set_tile_status(sessions, run_id, tile_id, "failed", error=f"{type(exc).__name__}: {exc}")
 
+    out = None
     try:
         region = _load_region(config["region_path"])
         tile = MetaTile.from_id(tile_id)
@@ -242,15 +286,20 @@ def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id
                             *(Path(p) if p else None for p in (config.get("plantbert_checkpoint"),
                                                                 config.get("botaclip_checkpoint"))),
                             batches=Batches.from_settings(settings))
-        arrays = compute_metatile(region, tile, models, RunProfile.from_dict(config["profile"]))
+        # an old manifest goes first: files are replaced from now on, the meta-tile is not finished
         (metatile_dir(settings.data_dir, run_id, tile_id) / MANIFEST).unlink(missing_ok=True)
+        out = OutputWriter(settings, run_id, tile, outputs, models.species_ids)
+        # the SDM-derived files are written while Pl@ntBERT and BotaCLIP compute
+        arrays = compute_metatile(region, tile, models, RunProfile.from_dict(config["profile"]), ready=out.submit)
     except Exception as exc:
+        if out is not None:
+            out.close()
         fail(exc)
         raise
 
     def write() -> str:
         try:
-            write_outputs(settings, run_id, tile, arrays, outputs, species_ids=models.species_ids)
+            out.finish(arrays)
         except Exception as exc:
             fail(exc)
             raise
@@ -449,6 +498,8 @@ __all__ = [
     "RunError",
     "create_run",
     "process_metatile",
+    "OutputWriter",
+    "write_outputs",
     "finalize_run",
     "run_local",
     "live_run_for",

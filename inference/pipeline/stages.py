@@ -164,11 +164,14 @@ def _indicator_layer(key: str) -> str:
 
 def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: RunProfile,
                      timings: dict | None = None, info: dict | None = None,
-                     n_rows: int | None = None) -> dict[str, np.ndarray]:
+                     n_rows: int | None = None, ready=None) -> dict[str, np.ndarray]:
     """Every output array of ``tile``, keyed by layer id ([rows, cols]); ``timings`` (if given)
     receives the seconds of each stage: sdm, indicators, species, habitat, embedding, traits, truth;
     ``info`` (if given) the habitat stage's statistics (cells evaluated by Pl@ntBERT, filled).
     ``n_rows`` computes the first rows of the meta-tile only (benchmarks of large models on a CPU).
+    ``ready(outputs)``, if given, is called with the outputs computed so far once everything the
+    SDM alone gives is there (indicators, species layers, assemblages, traits), before Pl@ntBERT and
+    BotaCLIP: their files can be written meanwhile (:class:`inference.pipeline.run.OutputWriter`).
 
     Cells in water are computed from their own inputs (the flora has aquatic habitats), not masked.
     """
@@ -187,6 +190,15 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
         out[SPECIES_PRESENT] = (prob >= profile.threshold).flatten(1).any(1).cpu().numpy()
         # the per-cell assemblage store (reports read it): species at or above the threshold
         out[ASSEMBLAGES] = chunk_assemblages(prob, profile.threshold, PROBABILITY_CODE_SCALE)
+    with timer("traits"):
+        mean, sd = cwm(prob, species_log_medians(region), profile.threshold)
+        for i, name in enumerate(TRAIT_TITLES):
+            m, d = np.asarray(mean[i]), np.asarray(sd[i])
+            empty = ~np.isfinite(m)
+            out[f"trait.{name.lower()}"] = np.where(empty, -1.0, np.exp(np.where(empty, 0.0, m))).astype(np.float32)
+            out[f"trait.{name.lower()}.sd"] = np.where(empty, -1.0, d).astype(np.float32)
+    if ready is not None:
+        ready(out)
     if models.plantbert is not None:
         from inference.habitat.infer import classify_metatile
 
@@ -206,13 +218,6 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
         with timer("embedding"):
             rgb = pca_rgb(metatile_embeddings(region, tile, models.botaclip, rows=slice(0, rows)), models.botaclip)
             out["embedding.pca"] = np.maximum(rgb, 1)  # 0 is nodata
-    with timer("traits"):
-        mean, sd = cwm(prob, species_log_medians(region), profile.threshold)
-        for i, name in enumerate(TRAIT_TITLES):
-            m, d = np.asarray(mean[i]), np.asarray(sd[i])
-            empty = ~np.isfinite(m)
-            out[f"trait.{name.lower()}"] = np.where(empty, -1.0, np.exp(np.where(empty, 0.0, m))).astype(np.float32)
-            out[f"trait.{name.lower()}.sd"] = np.where(empty, -1.0, d).astype(np.float32)
     if hasattr(region, "iter_true_probability"):
         with timer("truth"):
             truth = np.zeros((rows, CELLS_PER_METATILE), np.float64)
