@@ -83,6 +83,39 @@ def test_lean_tiles_equal_titilers_rendering_of_the_same_layer(client, app):
         assert same_alpha.mean() > 0.99 and same_rgb.mean() > 0.99, (layer_id, same_alpha.mean(), same_rgb.mean())
 
 
+def test_titiler_band_math_comparisons_render_and_bad_bands_are_400(client, layer, mosaic):
+    """A comparison (booleans) renders as 0/1; a band the layer lacks is a 400 naming it."""
+    from tests.pixels import sample_cells
+
+    west, south, east, north = layer["bounds"]
+    tile = WEB_MERCATOR.tile((west + east) / 2, (south + north) / 2, 13)
+    base = f"/tiles/{LAYER}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+    values, nodata = sample_cells(mosaic, *pixel_centres(_bounds(tile), 256, 256), "EPSG:3857")
+    values = values[0].reshape(256, 256)
+    valid = values != nodata
+    cut = float(np.median(values[valid]))
+    resp = client.get(base, params={"expression": f"b1>{cut}", "rescale": "0,1", "colormap_name": "greys_r"})
+    assert resp.status_code == 200, resp.text
+    img = decode_png(resp.content)
+    opaque = img[3] > 0
+    assert (opaque == valid).mean() > 0.99
+    bright = img[0] > 127
+    both = opaque & valid
+    assert (bright[both] == (values[both] > cut)).mean() > 0.99
+    assert 0.2 < bright[both].mean() < 0.8  # both classes present
+    for params, band in (({"expression": "b1+b9"}, 9), ({"bidx": "7"}, 7)):
+        resp = client.get(base, params=params)
+        assert resp.status_code == 400, resp.text
+        assert f"no band {band}" in resp.json()["detail"]
+    resp = client.get(base, params={"expression": "foo"})
+    assert resp.status_code == 400 and "must use a band" in resp.json()["detail"]
+
+
+def _bounds(tile):
+    b = WEB_MERCATOR.xy_bounds(tile)
+    return (b.left, b.bottom, b.right, b.top)
+
+
 def test_low_zoom_tiles_read_the_region_overview_not_the_metatiles(computed, layer, tmp_path):
     """The mosaic and its region overview copied away from the meta-tile COGs: a zoom-8 tile still
     renders (it reads only the overview), a zoom-13 tile cannot (it needs the meta-tiles)."""
