@@ -210,12 +210,12 @@ def _paper_models(region, device: str, habitat_step: int, list_size: int = 90):
     from inference.botaclip.train import fit_pca_colours
     from inference.habitat.plantbert import PlantBert, Vocab, bert_kwargs, build_classifier
     from inference.models.sdm import PAPER, MultimodalSDM, SDMConfig
-    from inference.sdm.preprocess import Normalizer
+    from bench.sdm import _norm
 
     torch.manual_seed(0)
     tile = next(region.grid.metatiles())
     x, y = region.cell_centres(tile)
-    norm = Normalizer.fit(region.extract_inputs(x[::50, ::50].ravel(), y[::50, ::50].ravel()))
+    norm = _norm(region)  # the normaliser bench/sdm.py fits for its random-weight SDMs
     species_ids = np.asarray(region.species_ids)
     sdm = MetaTileSDM(MultimodalSDM(SDMConfig(n_species=len(species_ids), **PAPER)).eval(), norm, device=device)
     vocab, labels = Vocab.from_region(region), list(region.meta["habitat_codes"])
