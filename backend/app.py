@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from a2wsgi import WSGIMiddleware
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend import __version__
 from backend.catalog import LiveCatalog
 from backend.db.engine import make_engine, make_sessionmaker
 from backend.errors import add_exception_handlers
+from backend.middleware import BodySizeLimit, OWSDispatch, RenderDeadline
 from backend.reports.service import ReportService
 from backend.routes import habitats, health, indicators, layers, reports, runs, species
 from backend.settings import Settings, get_settings
-from tiles.mapproxy_app import MapProxyMount
 from tiles import stac, xyz
+from tiles.deadline import DeadlineExceeded
+from tiles.mapproxy_app import MapProxyMount
 from tiles.titiler_app import mount_titiler
 from tiles.xyz import TileCache
 
@@ -26,65 +27,6 @@ GeoFlora maps Europe's plants at 50 m: species, EUNIS habitats, biodiversity ind
 traits. Layers are served as XYZ tiles under `/tiles/{layer_id}/...`, as WMS at `/wms` and as WMTS
 at `/wmts`; the REST API lives under `/api`.
 """
-
-
-class BodySizeLimit:
-    """Reject request bodies above ``limit`` bytes with 413 before reading them."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.limit):
-                resp = JSONResponse(
-                    {"detail": f"request body too large: at most {self.limit} bytes are accepted"}, 413
-                )
-                await resp(scope, receive, send)
-                return
-            received = 0
-
-            async def limited_receive():
-                nonlocal received
-                message = await receive()
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge
-                return message
-
-            try:
-                await self.app(scope, limited_receive, send)
-            except _BodyTooLarge:
-                resp = JSONResponse(
-                    {"detail": f"request body too large: at most {self.limit} bytes are accepted"}, 413
-                )
-                await resp(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-OWS_PREFIXES = ("/wms", "/wmts", "/service")
-
-
-class OWSDispatch:
-    """Send ``/wms``, ``/wmts`` and ``/service`` (with or without a trailing path) to MapProxy."""
-
-    def __init__(self, app: ASGIApp, ows_app: ASGIApp) -> None:
-        self.app, self.ows_app = app, ows_app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            for prefix in OWS_PREFIXES:
-                if path == prefix or path.startswith(prefix + "/"):
-                    await self.ows_app(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -100,6 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = catalog
     app.state.reports = ReportService(settings, sessions)
     add_exception_handlers(app)
+
+    @app.exception_handler(DeadlineExceeded)
+    async def past_deadline(_request: Request, exc: DeadlineExceeded) -> JSONResponse:
+        # the renderer noticed the deadline before the middleware did: the same 503
+        return JSONResponse({"detail": f"{exc}; retry in {settings.busy_retry_after_s} s"}, 503,
+                            headers={"Retry-After": str(settings.busy_retry_after_s)})
 
     for module in (health, layers, runs, reports, species, habitats, indicators):
         app.include_router(module.router, prefix="/api")
@@ -123,5 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(OWSDispatch, ows_app=WSGIMiddleware(MapProxyMount(catalog, settings), workers=4))
+    app.add_middleware(RenderDeadline, render_s=settings.render_timeout_s, report_s=settings.report_timeout_s,
+                       slots=settings.render_slots, retry_after_s=settings.busy_retry_after_s)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     return app

@@ -523,20 +523,41 @@ def seed(layer_ids, max_zoom, grids, concurrency) -> None:
 @main.command()
 @click.option("--host", default=None, help="Bind address (default from settings).")
 @click.option("--port", type=int, default=None, help="Port (default from settings).")
-@click.option("--workers", type=int, default=1, help="uvicorn worker processes.")
+@click.option("--workers", type=int, default=None,
+              help="Server processes (default GEOFLORA_WEB_WORKERS), supervised by gunicorn.")
 def serve(host, port, workers) -> None:
     """Serve the map, the API, XYZ tiles, WMS and WMTS."""
     settings = get_settings()
     _serve(settings, host, port, workers)
 
 
-def _serve(settings: Settings, host=None, port=None, workers: int = 1) -> None:
-    import uvicorn
+def _serve(settings: Settings, host=None, port=None, workers: int | None = None) -> None:
+    """gunicorn with uvicorn workers: each process serves everything; a process whose event loop
+    stops answering for GEOFLORA_WORKER_TIMEOUT_S is killed and replaced."""
+    from gunicorn.app.base import BaseApplication
 
     host = host or settings.host
     port = port or settings.port
+    workers = workers or settings.web_workers
     _print_urls(get_settings().model_copy(update={"host": host, "port": port}))
-    uvicorn.run("backend.main:app", host=host, port=port, workers=workers, log_level="warning")
+    click.echo(f"{workers} server process(es) under gunicorn, each restarted after "
+               f"{settings.worker_timeout_s} s without a heartbeat")
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": f"{host}:{port}", "workers": workers, "worker_class": "uvicorn_worker.UvicornWorker",
+                "timeout": settings.worker_timeout_s, "graceful_timeout": 10, "keepalive": 5,
+                "loglevel": "warning", "accesslog": None,
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from backend.main import app  # in each worker process: nothing is shared across the fork
+
+            return app
+
+    Server().run()
 
 
 # `make run` trains the small Pl@ntBERT (2 layers) on lists cut to 50 species, on half the plots for

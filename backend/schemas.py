@@ -175,6 +175,10 @@ class ErrorOut(BaseModel):
     detail: str | list[dict] = Field(description="What was wrong (a message; request validation: a list of errors).")
 
 
+# Search text from clients: printable characters only (no control characters), at most 128 of them.
+SEARCH_TEXT = {"max_length": 128, "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
+
+
 def error_responses(*codes: int) -> dict:
     """OpenAPI ``responses`` for the error codes a route may answer (see backend/errors.py)."""
     what = {400: "The body is not JSON.", 404: "Unknown report, run, species or habitat.",

@@ -113,6 +113,21 @@ class Settings(BaseSettings):
         40_000, ge=0, description="Areas with at most this many cells get exact quantiles; larger ones get "
         "quantiles from per-block histograms (error reported with each value).")
     report_retry_after_s: int = Field(2, ge=1, description="Retry-After of a report still being computed.")
+    render_timeout_s: float = Field(
+        10.0, gt=0, description="Time limit of one tile, WMS / WMTS image, point value or statistics request: past "
+        "it the client gets 503 with Retry-After and the render stops at its next step.")
+    report_timeout_s: float = Field(
+        30.0, gt=0, description="Time limit of one report request: past it the client gets 503 with Retry-After; "
+        "the report is still computed and stored, so the retry is answered from the store.")
+    render_slots: int = Field(
+        8, ge=1, description="Renders (tiles, WMS, TiTiler routes) running at once per server process; a render "
+        "that finds no free slot before its time limit gets 503.")
+    busy_retry_after_s: int = Field(5, ge=1, description="Retry-After of a 503 for a request past its time limit.")
+    web_workers: int = Field(
+        2, ge=1, le=64, description="Server processes of `geoflora serve` (and `make run`), supervised by gunicorn.")
+    worker_timeout_s: int = Field(
+        60, ge=2, description="Seconds without a heartbeat from a server process's event loop before gunicorn "
+        "kills and replaces it (a hung worker never takes the service with it).")
 
     @model_validator(mode="after")
     def _production_needs_token(self) -> "Settings":

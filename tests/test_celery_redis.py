@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ON_CI, REPO, make_settings
+from tests.processes import wait_for as _wait
 
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a database of its own, flushed by the test
 
@@ -56,16 +57,6 @@ def _tiles(sessions, run_id):
     with sessions() as session:
         run = session.get(Run, run_id)
         return run.status, run.is_live, {t.tile_id: (t.status, t.attempts, t.worker) for t in run.metatiles}
-
-
-def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.mark.slow

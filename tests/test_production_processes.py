@@ -8,11 +8,9 @@ an area report whose numbers match the COGs and assemblage stores."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,9 +26,11 @@ import shapely
 from shapely.geometry import Polygon
 
 from tests.conftest import REPO, free_port
+from tests.processes import Processes, geoflora, parent, start_server
+from tests.processes import wait_for as _wait
 from tests.pixels import compare_image, decode_png, pixel_centres
 from tests.reports_data import cell_mask, polygon
-from tests.test_celery_redis import _redis_or_fail, _wait
+from tests.test_celery_redis import _redis_or_fail
 
 REDIS_URL = "redis://127.0.0.1:6379/12"  # a database of its own (test_celery_redis uses 11), flushed
 REGION = "quad"
@@ -41,55 +41,13 @@ WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 pytestmark = [pytest.mark.slow, pytest.mark.postgis]
 
 
-def _geoflora() -> str:
-    exe = Path(sys.executable).with_name("geoflora")
-    return str(exe) if exe.is_file() else shutil.which("geoflora")
-
-
 def _worker_command() -> list[str]:
     """The worker image's command (docker-compose.yml), with `geoflora` from this environment."""
     import yaml
 
     command = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker"]["command"]
     assert command[:2] == ["geoflora", "worker"]
-    return [_geoflora(), *command[1:]]
-
-
-def _parent(pid: int) -> int:
-    """The parent process id of ``pid`` (Linux /proc)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-class Processes:
-    """Processes started in their own process groups, all killed (group and all) on close."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.started: list[subprocess.Popen] = []
-
-    def start(self, name: str, cmd: list[str], env: dict) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "wb")
-        proc = subprocess.Popen(cmd, cwd=self.logs, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        log.close()
-        self.started.append(proc)
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
-
-    def close(self) -> None:
-        for proc in reversed(self.started):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in reversed(self.started):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+    return [geoflora(), *command[1:]]
 
 
 @pytest.fixture()
@@ -180,7 +138,7 @@ def test_region_through_two_workers_then_served_by_the_api(tmp_path, redis_db, p
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # as in the images
 
     # The migrations job.
-    done = subprocess.run([_geoflora(), "migrate"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run([geoflora(), "migrate"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "catalog at revision head" in done.stdout
     engine = make_engine(postgis_db)
@@ -197,7 +155,7 @@ def test_region_through_two_workers_then_served_by_the_api(tmp_path, redis_db, p
     app = make_celery(Settings(_env_file=None, broker_url=redis_db, data_dir=data_dir))
     _wait(lambda: len(app.control.ping(destination=nodes, timeout=1.0)) == 2, 90, "both workers to answer a ping")
 
-    submit = [_geoflora(), "run", "--region", REGION, "--sdm", str(tiny_sdm), "--executor", "celery"]
+    submit = [geoflora(), "run", "--region", REGION, "--sdm", str(tiny_sdm), "--executor", "celery"]
     out = _run_pinging_workers(processes, env, submit, nodes, sessions, run_timeout=300)
     run_id = re.search(r"run (\S+) is live", out).group(1)
     computed_s = time.monotonic() - started
@@ -214,7 +172,7 @@ def test_region_through_two_workers_then_served_by_the_api(tmp_path, redis_db, p
         hostname, pid = worker.rsplit(":", 1)
         assert hostname == host
         # prefork: the meta-tile ran in a child of one worker's main process
-        (owner,) = [n for n, p in workers.items() if int(pid) == p.pid or _parent(int(pid)) == p.pid]
+        (owner,) = [n for n, p in workers.items() if int(pid) == p.pid or parent(int(pid)) == p.pid]
         by_worker[owner].add(tile_id)
     assert all(by_worker.values()), by_worker
     assert set.union(*by_worker.values()) == TILES and not set.intersection(*by_worker.values())
@@ -222,20 +180,12 @@ def test_region_through_two_workers_then_served_by_the_api(tmp_path, redis_db, p
         log = processes.log(node.split("@")[0])
         assert log.count("geoflora.process_metatile") >= 2 * len(by_worker[node]), log[-2000:]
 
-    # The API as the image runs it: several uvicorn processes on the same database and data dir,
-    # MapProxy's cache on a volume of its own.
+    # The API as the image runs it: several server processes (gunicorn) on the same database and
+    # data dir, MapProxy's cache on a volume of its own.
     port = free_port()
     api_env = {**env, "GEOFLORA_TILE_CACHE_DIR": str(tile_cache), "GEOFLORA_PORT": str(port)}
-    api = processes.start("api", [_geoflora(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-                          api_env)
-    base = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base, timeout=60) as client:
-        def healthy():
-            if api.poll() is not None:
-                pytest.fail(f"the API exited:\n{processes.log('api')[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                return client.get("/api/health").status_code == 200
-        _wait(healthy, 90, "the API to answer /api/health")
+    start_server(processes, "api", port, 2, api_env)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         _check_api(client, data_dir, tile_cache, run_id)
     total_s = time.monotonic() - started
     print(f"\nproduction processes: run computed in {computed_s:.1f} s, all checks in {total_s:.1f} s; "

@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+import re
 import threading
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -206,6 +207,15 @@ def exception_document(error: OWSError, version: str) -> tuple[bytes, str]:
     return body.encode(), "text/xml; charset=utf-8"
 
 
+def ows_exception_document(error: OWSError) -> tuple[bytes, str]:
+    """An OWS 1.1 ExceptionReport (what WMTS clients read) and its content type."""
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<ExceptionReport xmlns="http://www.opengis.net/ows/1.1" version="1.0.0" xml:lang="en">'
+            f'<Exception exceptionCode={quoteattr(error.code or "NoApplicableCode")}>'
+            f"<ExceptionText>{escape(error.message)}</ExceptionText></Exception></ExceptionReport>\n")
+    return body.encode(), "text/xml; charset=utf-8"
+
+
 # Parameters that would make a server fetch something a client names: never honoured.
 URL_PARAMETERS = ("SLD", "SLD_BODY", "REMOTE_OWS_URL", "REMOTE_OWS_TYPE", "WFS", "URL", "PATH")
 WMS_REQUESTS = {"getcapabilities": "GetCapabilities", "getmap": "GetMap", "getfeatureinfo": "GetFeatureInfo",
@@ -308,6 +318,52 @@ def check_wms(params: dict, layers: dict[str, LayerInfo], max_px: int) -> tuple[
     return request, version
 
 
+WMTS_REQUESTS = {"getcapabilities": "GetCapabilities", "gettile": "GetTile"}
+_WMTS_REST = re.compile(r"/wmts(?:/1\.0\.0/WMTSCapabilities\.xml"
+                        r"|/(?P<layer>[A-Za-z0-9_.\-]{1,128})/(?P<grid>[A-Za-z0-9_\-]{1,64})/\d{1,2}/\d{1,10}/\d{1,10}"
+                        r"\.(?:png|jpeg))")
+
+
+def check_wmts(params: dict, path: str, layers: dict[str, LayerInfo]) -> None:
+    """Validate a WMTS request, KVP or RESTful (MapProxy answers some malformed ones with a 500);
+    raises OWSError naming what is wrong."""
+    if path.rstrip("/") != "/wmts" or not params:
+        match = _WMTS_REST.fullmatch(path)
+        if match is None:
+            raise OWSError(f"no WMTS resource {path[:80]!r}: tiles are /wmts/{{layer}}/{{TileMatrixSet}}/{{z}}/{{x}}/"
+                           "{y}.png, capabilities /wmts/1.0.0/WMTSCapabilities.xml", "", 404)
+        if match.group("layer") and match.group("layer") not in layers:
+            raise OWSError(f"unknown layer {match.group('layer')!r}: see the capabilities", "", 404)
+        if match.group("grid") and match.group("grid") not in CACHE_GRIDS:
+            raise OWSError(f"unknown TileMatrixSet {match.group('grid')!r}: use one of {', '.join(CACHE_GRIDS)}",
+                           "", 404)
+        return
+    for name, value in params.items():
+        if len(value) > 256:
+            raise OWSError(f"{name} is {len(value)} characters long; at most 256 are accepted")
+    if params.get("SERVICE", "WMTS").upper() != "WMTS":
+        raise OWSError(f"SERVICE={params['SERVICE']} is not WMTS")
+    raw = params.get("REQUEST", "")
+    request = WMTS_REQUESTS.get(raw.lower())
+    if request is None:
+        raise OWSError(f"REQUEST={raw!r} is not supported: use GetCapabilities or GetTile",
+                       "OperationNotSupported" if raw else "MissingParameterValue")
+    if request == "GetCapabilities":
+        return
+    layer = params.get("LAYER", "")
+    if layer not in layers:
+        raise OWSError(f"unknown layer {layer!r}: see the capabilities" if layer else "LAYER is missing",
+                       "InvalidParameterValue" if layer else "MissingParameterValue")
+    grid = params.get("TILEMATRIXSET", "")
+    if grid not in CACHE_GRIDS:
+        raise OWSError(f"TILEMATRIXSET={grid!r} is not offered: use one of {', '.join(CACHE_GRIDS)}")
+    for name in ("TILEMATRIX", "TILEROW", "TILECOL"):
+        _int(params, name, 0, 2**31 - 1)
+    fmt = params.get("FORMAT", "image/png")
+    if fmt not in IMAGE_FORMATS:
+        raise OWSError(f"FORMAT={fmt!r} is not offered: use image/png or image/jpeg", "InvalidParameterValue")
+
+
 EXCEPTION_TYPES = ("application/vnd.ogc.se_xml", "text/xml", "application/xml")
 
 
@@ -341,7 +397,8 @@ class MapProxyMount:
         version = params.get("VERSION") or params.get("WMTVER") or "1.3.0"
 
         def fail(error: OWSError):
-            body, ctype = exception_document(error, version if version in WMS_VERSIONS else "1.3.0")
+            body, ctype = (exception_document(error, version if version in WMS_VERSIONS else "1.3.0") if is_wms
+                           else ows_exception_document(error))
             start_response(f"{error.status} {HTTP_REASONS.get(error.status, 'Error')}",
                            [("Content-Type", ctype), ("Content-Length", str(len(body)))])
             return [body]
@@ -354,6 +411,10 @@ class MapProxyMount:
         environ["PATH_INFO"] = path
         environ["SCRIPT_NAME"] = ""
         if not is_wms:  # WMTS: MapProxy's own OWS exception reports carry 4xx statuses already
+            try:
+                check_wmts(params, path, snap.layers)
+            except OWSError as error:
+                return fail(error)
             return app(environ, start_response)
         try:
             request, _ = check_wms(params, snap.layers, self._settings.max_image_px)

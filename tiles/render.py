@@ -29,6 +29,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from backend.catalog import LayerInfo
+from tiles import deadline
 from tiles.cog import GDAL_ENV
 from tiles.colormaps import COLORMAPS
 from tiles.png import encode_palette, encode_rgb, encode_rgba
@@ -222,6 +223,7 @@ class Sampler:
         """Values [len(bands), height, width] at the pixel centres and a validity mask [height, width]
         (False outside the raster and at nodata). Raises OutsideLayer when nothing is inside."""
         xs, ys, res = self.grid_coords(bbox, crs, width, height)
+        deadline.check()
         level_idx = self._level_for(res) if math.isfinite(res) and res > 0 else 0
         lvl = self.meta.levels[level_idx]
         t = lvl.transform
@@ -245,6 +247,7 @@ class Sampler:
             r0, r1 = int(rows[inside].min()), int(rows[inside].max()) + 1
         ds = _open(lvl)
         window = ds.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))  # [b, rh, cw]
+        deadline.check()
         if separable:
             ci = np.where(cin, cols - c0, 0).astype(np.intp)
             ri = np.where(rin, rows - r0, 0).astype(np.intp)
@@ -367,6 +370,7 @@ class LayerRenderer:
     def render(self, bbox, crs: str, width: int, height: int) -> Picture:
         """The layer on a target grid. Raises OutsideLayer when the grid misses the data."""
         values, valid = self.sampler.sample(bbox, crs, width, height, self.bands)
+        deadline.check()
         if self.mode == "lut":
             nodata = self.sampler.meta.nodata
             index = values[0]

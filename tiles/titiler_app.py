@@ -6,8 +6,8 @@ URL or path from the client.
 
 from __future__ import annotations
 
+import json
 import os
-import re
 from functools import lru_cache
 from typing import Annotated
 
@@ -25,10 +25,14 @@ from rio_tiler.errors import (
 from starlette import status
 from titiler.core.dependencies import BidxExprParams, create_colormap_dependency
 from titiler.core.errors import BadRequestError, TileNotFoundError, add_exception_handlers
+from titiler.core.algorithm import Algorithms, default_algorithms
 from titiler.core.factory import TilerFactory
 
 from tiles.cog import GDAL_ENV
 from tiles.colormaps import COLORMAPS
+from tiles.expression import ExpressionError, validate_expression
+from tiles.params import check_feature_budget, check_query
+from tiles.render import raster_meta
 
 LAYER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
@@ -66,33 +70,61 @@ def _band_count(path: str, _mtime_ns: int) -> int:
         return src.count
 
 
-_BAND_REF = re.compile(r"\bb(\d+)\b")
-
-
 def band_params(
     request: Request,
     layer_id: Annotated[str, Path(pattern=LAYER_ID_PATTERN)],
     params: Annotated[BidxExprParams, Depends()],
 ) -> BidxExprParams:
     """``bidx`` / ``expression`` checked against the layer's bands (400 naming the band, not a 500
-    from deep inside the reader), and every expression made numeric: a comparison such as
-    ``b1>5`` gives booleans, which rio-tiler cannot render, so each part becomes ``(part)*1`` (0/1)."""
+    from deep inside the reader). The expression is validated in full (tiles/expression.py) and
+    replaced by its canonical text, and every part is made numeric: a comparison such as ``b1>5``
+    gives booleans, which rio-tiler cannot render, so each part becomes ``(part)*1`` (0/1)."""
     path = layer_path(request, layer_id)
     count = _band_count(path, os.stat(path).st_mtime_ns)
-    wanted = list(params.indexes or []) + [int(b) for b in _BAND_REF.findall(params.expression or "")]
-    bad = [b for b in wanted if not 1 <= b <= count]
+    bad = [b for b in params.indexes or [] if not 1 <= b <= count]
     if bad:
         raise BadRequestError(f"layer {layer_id!r} has {count} band(s) (b1..b{count}); there is no band {bad[0]}")
-    if params.expression:
-        parts = [p.strip() for p in params.expression.split(";") if p.strip()]
-        if not parts or not all(_BAND_REF.search(p) for p in parts):
-            raise BadRequestError(f"expression {params.expression!r}: every part must use a band, b1..b{count}")
+    if params.expression is not None:
+        try:
+            parts = validate_expression(params.expression, count)
+        except ExpressionError as exc:
+            raise BadRequestError(str(exc)) from None
         params.expression = ";".join(f"({p})*1" for p in parts)
     return params
 
 
+async def guard_params(request: Request) -> None:
+    """Every query (and path) parameter within its rule (tiles/params.py), and a POST statistics body
+    whose reads fit the image limit; runs before TiTiler parses anything."""
+    max_px = request.app.state.settings.max_image_px
+    check_query(request, max_px)
+    q = request.query_params
+    if "color_formula" in q and "rescale" not in q:
+        meta = raster_meta(layer_path(request, request.path_params["layer_id"]))
+        if meta.dtype != "uint8" or "expression" in q:
+            raise BadRequestError(f"color_formula works on 8-bit values: layer {request.path_params['layer_id']!r} "
+                                  f"{'gives computed' if 'expression' in q else f'holds {meta.dtype}'} values, so "
+                                  "give rescale=min,max too")
+    if request.method == "POST":
+        try:
+            doc = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            return  # TiTiler answers malformed JSON itself (422)
+        meta = raster_meta(layer_path(request, request.path_params["layer_id"]))
+        transform = meta.levels[0].transform
+        check_feature_budget(doc, meta.crs, (abs(transform.a), abs(transform.e)), max_px, q.get("coord_crs"),
+                             *(int(q[k]) if q.get(k) else None for k in ("max_size", "width", "height")),
+                             int(q.get("cover_scale") or 10))
+
+
 def gdal_env() -> dict:
     return dict(GDAL_ENV)
+
+
+# TiTiler's post-processing algorithms that make sense for GeoFlora's layers; the elevation ones
+# (hillshade, slope, contours, terrain encodings) read buffered windows of a DEM and are left out.
+ALGORITHMS = Algorithms({k: v for k, v in default_algorithms.items()
+                         if k not in ("hillshade", "slope", "contours", "terrarium", "terrainrgb")})
 
 
 def mount_titiler(app: FastAPI) -> None:
@@ -105,6 +137,8 @@ def mount_titiler(app: FastAPI) -> None:
         add_viewer=False,
         add_preview=False,  # unbounded full-image renders; WMS GetMap covers that, with limits
         add_part=False,
+        process_dependency=ALGORITHMS.dependency,
     )
-    app.include_router(tiler.router, prefix="/tiles/{layer_id}", tags=["Tiles (XYZ)"])
+    app.include_router(tiler.router, prefix="/tiles/{layer_id}", tags=["Tiles (XYZ)"],
+                       dependencies=[Depends(guard_params)])
     add_exception_handlers(app, TILER_STATUS_CODES)

@@ -58,6 +58,10 @@ def parse_json(body: bytes) -> object:
         raise BadRequest("invalid JSON: the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise BadRequest("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise BadRequest(f"invalid JSON: {exc}") from None
 
 
 def _geometry_object(doc: object) -> dict:

@@ -13,7 +13,7 @@ from backend.errors import InvalidInput, NotReady
 from backend.reports import export
 from backend.reports.geometry import parse_json
 from backend.reports.service import status_body
-from backend.schemas import ReportHabitats, ReportSpeciesPage, ReportState, error_responses
+from backend.schemas import ReportHabitats, ReportSpeciesPage, ReportState, error_responses, SEARCH_TEXT
 
 router = APIRouter(tags=["Reports"], responses=error_responses(404, 409, 413, 422, 503))
 
@@ -117,8 +117,8 @@ def report_species(
     flag: Annotated[Literal["eu_directive", "threatened", "invasive", "endemic", "tree"] | None,
                     Query(description="Only species with this flag.")] = None,
     iucn: Annotated[Literal["LC", "NT", "VU", "EN", "CR", "DD"] | None, Query(description="Only this IUCN status.")] = None,
-    family: Annotated[str | None, Query(max_length=128, description="Only this family.")] = None,
-    q: Annotated[str | None, Query(max_length=128, description="Name contains this text.")] = None,
+    family: Annotated[str | None, Query(**SEARCH_TEXT, description="Only this family.")] = None,
+    q: Annotated[str | None, Query(**SEARCH_TEXT, description="Name contains this text.")] = None,
 ) -> dict:
     items = export.filter_species(_done_report(reports, report_id), flag=flag, iucn=iucn, family=family, q=q,
                                   sort=sort, descending=order == "desc")
@@ -132,7 +132,7 @@ def report_habitats(
     report_id: ReportId, reports: ReportsDep,
     level: Annotated[int | None, Query(ge=1, le=3, description="Only this EUNIS level.")] = None,
     min_coverage: Annotated[float, Query(ge=0, le=1, description="Only classes covering at least this share.")] = 0.0,
-    q: Annotated[str | None, Query(max_length=128, description="Code or name contains this text.")] = None,
+    q: Annotated[str | None, Query(**SEARCH_TEXT, description="Code or name contains this text.")] = None,
     sort: Annotated[Literal["coverage", "code", "name"], Query(description="Sort key (within each level).")] = "coverage",
     order: Annotated[Literal["desc", "asc"], Query(description="Sort order.")] = "desc",
 ) -> dict:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from backend.db.models import Run, Species
 from backend.deps import ReportsDep, SessionDep
 from backend.errors import NotFound
-from backend.schemas import SpeciesDetail, SpeciesHit, SpeciesPlace, error_responses
+from backend.schemas import SpeciesDetail, SpeciesHit, SpeciesPlace, error_responses, SEARCH_TEXT
 from inference.grid import CELLS_PER_METATILE, MetaTile
 
 router = APIRouter(tags=["Species"], responses=error_responses(404, 422, 503))
@@ -23,7 +23,7 @@ THREATENED = ("VU", "EN", "CR")
 @router.get("/species", response_model=list[SpeciesHit], summary="Search species by name")
 def search_species(
     session: SessionDep, reports: ReportsDep,
-    q: Annotated[str, Query(min_length=1, max_length=128, description="Name or its beginning; typos are tolerated "
+    q: Annotated[str, Query(min_length=1, **SEARCH_TEXT, description="Name or its beginning; typos are tolerated "
                                                                       "(from 3 characters).")],
     limit: Annotated[int, Query(ge=1, le=100, description="Most results.")] = 20,
 ) -> list[SpeciesHit]:
