@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
@@ -34,8 +36,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(settings.db_url)
     sessions = make_sessionmaker(engine)
     catalog = LiveCatalog(sessions, settings.data_dir)
+    ows = MapProxyMount(catalog, settings)
 
-    app = FastAPI(title="GeoFlora", version=__version__, description=DESCRIPTION, docs_url="/docs")
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        # MapProxy's configuration for the live run takes a second or two to build: build it during
+        # start-up, so the first WMS request does not spend its render deadline (and slot) on it.
+        # In line, not in a thread: imports racing the first requests' imports can fail half-way.
+        ows.warm()
+        yield
+
+    app = FastAPI(title="GeoFlora", version=__version__, description=DESCRIPTION, docs_url="/docs",
+                  lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
@@ -70,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
 
     app.add_middleware(GZipMiddleware, minimum_size=1024)
-    app.add_middleware(OWSDispatch, ows_app=WSGIMiddleware(MapProxyMount(catalog, settings), workers=4))
+    app.add_middleware(OWSDispatch, ows_app=WSGIMiddleware(ows, workers=4))
     app.add_middleware(RenderDeadline, render_s=settings.render_timeout_s, report_s=settings.report_timeout_s,
                        slots=settings.render_slots, retry_after_s=settings.busy_retry_after_s)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)

@@ -549,6 +549,9 @@ def _serve(settings: Settings, host=None, port=None, workers: int | None = None)
                 "bind": f"{host}:{port}", "workers": workers, "worker_class": "uvicorn_worker.UvicornWorker",
                 "timeout": settings.worker_timeout_s, "graceful_timeout": 10, "keepalive": 5,
                 "loglevel": "warning", "accesslog": None,
+                # the heartbeat starts at the fork, not when the server loop first ticks: a process
+                # that hangs while it starts up is replaced too (gunicorn alone never times it out)
+                "post_fork": _heartbeat_at_fork,
             }.items():
                 self.cfg.set(key, value)
 
@@ -557,7 +560,15 @@ def _serve(settings: Settings, host=None, port=None, workers: int | None = None)
 
             return app
 
+    # The libraries load here, once, before the fork (the app itself, its engine and connections are
+    # made in each process): a new or replacement process starts serving in about a second.
+    import backend.app  # noqa: F401
+
     Server().run()
+
+
+def _heartbeat_at_fork(_server, worker) -> None:
+    worker.notify()
 
 
 # `make run` trains the small Pl@ntBERT (2 layers) on lists cut to 50 species, on half the plots for

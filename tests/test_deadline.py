@@ -129,7 +129,14 @@ def test_abandoned_renders_keep_their_slot_so_new_ones_are_refused_not_stacked(s
     release.set()
     monkeypatch.undo()
     time.sleep(0.1)  # the abandoned render ends and gives its slot back
-    assert httpx.get(base + _tile(layer, 10), timeout=10).status_code == 200
+    for attempt in range(3):
+        after = httpx.get(base + _tile(layer, 10), timeout=10)
+        if after.status_code == 200:
+            break
+        # never "busy" again: the slot came back; a real render may still pass the short test limit
+        # on a loaded machine, and then its next try renders it
+        assert after.status_code == 503 and "busy" not in after.text, (attempt, after.status_code, after.text)
+    assert after.status_code == 200, after.text
 
 
 def test_slow_wms_getmap_gets_an_ogc_503(slow_server, monkeypatch):

@@ -183,9 +183,33 @@ def test_disabled_and_unknown_tiler_routes_are_4xx(server):
     base, _, _, _ = server
     for path in (f"/tiles/{LAYER}/preview.png", f"/tiles/{LAYER}/bbox/0,0,1,1.png", f"/tiles/{LAYER}/map",
                  "/tiles/" + "a" * 1000 + "/info", f"/tiles/..%2F..%2Fetc%2Fpasswd/info", f"/tiles/{LAYER}/99/0/0.png",
-                 f"/tiles/{LAYER}/3/99999999999/0.png", f"/tiles/{LAYER}/tiles/WebMercatorQuad/99/0/0.png"):
+                 f"/tiles/{LAYER}/3/99999999999/0.png", f"/tiles/{LAYER}/tiles/WebMercatorQuad/99/0/0.png",
+                 f"/tiles/{LAYER}/point/0,0"):  # far outside the layer: 404, not a server error
         _hostile(base, "GET", path)
     _hostile(base, "GET", f"/tiles/{LAYER}/info", {"x": "y" * 10_000})  # an unknown parameter, bounded
+
+
+def test_titiler_tiles_far_below_the_layer_zooms_are_refused(server):
+    """A TiTiler read cannot be stopped half-way, and each zoom level below the layer's coarsest
+    overview doubles it (zoom 0 of the test layer: 24 s): far below, a 400 points to the XYZ path,
+    which serves every zoom; a few levels below still render."""
+    base, layers, (lon, lat), _ = server
+    tms = morecantile.tms.get("WebMercatorQuad")
+    with httpx.Client(base_url=base, timeout=30) as client:
+        minzoom = client.get(f"/tiles/{LAYER}/WebMercatorQuad/tilejson.json").json()["minzoom"]
+        low = tms.tile(lon, lat, minzoom - 4)
+        t0 = time.perf_counter()
+        ok = client.get(f"/tiles/{LAYER}/tiles/WebMercatorQuad/{low.z}/{low.x}/{low.y}.png")
+        assert ok.status_code == 200 and time.perf_counter() - t0 < 3, (ok.status_code, ok.text[:200])
+    for z in (0, minzoom - 5):
+        t = tms.tile(lon, lat, z)
+        resp = _hostile(base, "GET", f"/tiles/{LAYER}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png")
+        assert resp.status_code == 400 and "too low" in resp.text and f"/tiles/{LAYER}/{{z}}" in resp.text
+    with httpx.Client(base_url=base, timeout=30) as client:  # the lean path answers the same zoom at once
+        t = tms.tile(lon, lat, minzoom - 5)
+        t0 = time.perf_counter()
+        xyz = client.get(layers[LAYER]["tiles_url"].format(z=t.z, x=t.x, y=t.y))
+        assert xyz.status_code == 200 and xyz.content[:4] == b"\x89PNG" and time.perf_counter() - t0 < LIMIT_S
 
 
 WMS = {"SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": LAYER, "STYLES": "", "CRS": "EPSG:4326",

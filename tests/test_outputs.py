@@ -11,7 +11,7 @@ import pytest
 import rasterio
 
 from inference.grid import MetaTile
-from tiles.cog import is_valid_cog, write_cog
+from tiles.cog import is_valid_cog, write_cog, write_cog_band
 from tiles.mosaic import build_vrt
 
 
@@ -284,6 +284,29 @@ def test_vrt_mosaic_places_metatiles_on_the_grid(tmp_path):
     assert (data[500:, :500] == 1).all()  # a: lower left
     assert (data[:500, 500:] == 2).all()  # b: upper right
     assert (data[:500, :500] == 0).all() and (data[500:, 500:] == 0).all()  # no tile: nodata
+
+
+def test_vrt_mosaic_carries_its_overviews_and_scale(tmp_path):
+    """GDAL (and so TiTiler and QGIS) finds the region overviews from the VRT alone, with the
+    directory listing off as the servers run it, at every level; scale and offset travel too."""
+    from tiles.cog import GDAL_ENV
+
+    tiles = [MetaTile.from_id(f"E42{x}N28{y}") for x in ("00", "25") for y in ("00", "25")]
+    for i, t in enumerate(tiles):
+        write_cog_band(tmp_path / f"{i}.tif", np.full((500, 500), 50 * (i + 1), np.uint8), transform=t.transform(),
+                  nodata=255, scale=1 / 250)
+    vrt = build_vrt(tmp_path / "m.vrt", [tmp_path / f"{i}.tif" for i in range(4)])
+    with rasterio.Env(**GDAL_ENV), rasterio.open(vrt) as src:
+        assert src.overviews(1) == [4]
+        assert src.scales == (1 / 250,) and src.offsets == (0.0,)
+        for factor in (4, 8, 16):  # the first level from the VRT, the further ones from the .ovr's pages
+            low = src.read(1, out_shape=(1000 // factor, 1000 // factor))
+            a, b = 500 // factor, -(-500 // factor)  # around the tile edges a pixel may mix two tiles
+            assert (low[b:, :a] == 50).all() and (low[:a, :a] == 100).all(), factor
+            assert (low[b:, b:] == 150).all() and (low[:a, b:] == 200).all(), factor
+    (tmp_path / "0.tif").unlink()  # a low-zoom read touches the overviews only, not the meta-tiles
+    with rasterio.Env(**GDAL_ENV), rasterio.open(vrt) as src:
+        assert (src.read(1, out_shape=(125, 125))[63:, :62] == 50).all()
 
 
 def test_first_rows_of_a_metatile_equal_the_whole_computation(computed, tiny_region, tiny_sdm, tiny_botaclip,

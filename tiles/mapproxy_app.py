@@ -390,6 +390,15 @@ class MapProxyMount:
                 log.info("MapProxy configured for run %s (%d layers)", snap.run_id, len(snap.layers))
             return self._app
 
+    def warm(self) -> None:
+        """Build the MapProxy app of the live run ahead of the first request (errors are logged)."""
+        try:
+            snap = self._catalog.snapshot()
+            if snap is not None:
+                self._app_for(snap)
+        except Exception:  # noqa: BLE001 - the first request builds it again and reports its own error
+            log.exception("could not configure MapProxy ahead of the first request")
+
     def __call__(self, environ, start_response):
         params = {k.upper(): v for k, v in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)}
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")

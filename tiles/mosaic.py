@@ -33,6 +33,12 @@ OVERVIEW_ENV = {"COMPRESS_OVERVIEW": "DEFLATE", "GDAL_TIFF_OVR_BLOCKSIZE": 256, 
                 "BIGTIFF_OVERVIEW": "IF_SAFER"}
 
 
+_OVERVIEW = """    <Overview>
+      <SourceFilename relativeToVRT="1">{source}</SourceFilename>
+      <SourceBand>{band}</SourceBand>
+    </Overview>"""
+
+
 def overview_factors(width: int, height: int) -> list[int]:
     """Decimation factors of the region overviews of a ``width`` x ``height`` mosaic."""
     factors = [FIRST_OVERVIEW]
@@ -58,7 +64,7 @@ def build_vrt(path: Path, sources: list[Path], resampling: str | None = None) ->
             with rasterio.open(src_path) as src:
                 infos.append((src_path, src.bounds, src.width, src.height, src.res, src.count,
                               src.dtypes[0], src.nodata, src.crs, src.descriptions, src.colormap(1)
-                              if src.colorinterp[0].name == "palette" else None, src.scales))
+                              if src.colorinterp[0].name == "palette" else None, src.scales, src.offsets))
                 if resampling is None:
                     resampling = src.tags().get("OVERVIEW_RESAMPLING")
     res = infos[0][4]
@@ -70,7 +76,7 @@ def build_vrt(path: Path, sources: list[Path], resampling: str | None = None) ->
     width = int(round((right - left) / res[0]))
     height = int(round((top - bottom) / res[1]))
     count, dtype, nodata = infos[0][5], infos[0][6], infos[0][7]
-    descriptions, colormap, scales = infos[0][9], infos[0][10], infos[0][11]
+    descriptions, colormap, scales, offsets = infos[0][9], infos[0][10], infos[0][11], infos[0][12]
     for info in infos[1:]:
         if info[4] != res or info[5] != count or info[6] != dtype or info[8] != crs:
             raise ValueError(f"{info[0]} does not match the grid, bands or dtype of {infos[0][0]}")
@@ -86,8 +92,9 @@ def build_vrt(path: Path, sources: list[Path], resampling: str | None = None) ->
             lines.append(f"    <Description>{escape(descriptions[b - 1])}</Description>")
         if nodata is not None:
             lines.append(f"    <NoDataValue>{nodata!r}</NoDataValue>")
-        if scales and scales[b - 1] != 1.0:  # e.g. uint8 codes of probabilities x 250
-            lines.append(f"    <Scale>{scales[b - 1]!r}</Scale>")
+        if (scales and scales[b - 1] != 1.0) or (offsets and offsets[b - 1] != 0.0):  # uint8 codes x 1/250
+            lines.append(f"    <Offset>{offsets[b - 1] if offsets else 0.0!r}</Offset>")
+            lines.append(f"    <Scale>{scales[b - 1] if scales else 1.0!r}</Scale>")
         if b == 1 and colormap:
             lines.append("    <ColorInterp>Palette</ColorInterp>")
             lines.append("    <ColorTable>")
@@ -109,6 +116,7 @@ def build_vrt(path: Path, sources: list[Path], resampling: str | None = None) ->
             if nodata is not None:
                 lines.append(f"      <NODATA>{nodata!r}</NODATA>")
             lines.append("    </ComplexSource>" if nodata is not None else "    </SimpleSource>")
+        lines.append(_OVERVIEW.format(source=escape(path.name + ".ovr"), band=b))
         lines.append("  </VRTRasterBand>")
     lines.append("</VRTDataset>")
     if resampling is None:
@@ -116,13 +124,17 @@ def build_vrt(path: Path, sources: list[Path], resampling: str | None = None) ->
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     ovr_tmp = Path(tmp + ".ovr")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
+        with os.fdopen(fd, "w") as fh:  # first without the <Overview> elements: GDAL builds them from it
+            fh.write("\n".join(line for line in lines if "<Overview>" not in line) + "\n")
         os.chmod(tmp, 0o644)
         # GDAL writes a VRT's overviews to an external ``<file>.ovr`` and leaves the VRT as it is.
         with rasterio.Env(**GDAL_ENV, **OVERVIEW_ENV), rasterio.open(tmp, "r+") as vrt:
             vrt.build_overviews(overview_factors(width, height), Resampling[resampling.lower()])
         os.replace(ovr_tmp, Path(str(path) + ".ovr"))
+        # then with them: GDAL and every GDAL client (TiTiler, QGIS) find the region overviews from
+        # the VRT alone, even with GDAL_DISABLE_READDIR_ON_OPEN; the .ovr's first page is the first
+        # level and its further pages are that page's own overviews, so every level is reachable
+        Path(tmp).write_text("\n".join(lines) + "\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ MAX_PERCENTILES = 32
 MAX_COLORMAP_ENTRIES = 256
 MAX_FEATURES = 100  # features of one POST statistics body
 MAX_COVER_SCALE = 100
+MAX_ZOOM = 30  # deeper than any 50 m layer needs (level 30 is 4 cm at the equator)
 
 
 def _fail(message: str):
@@ -247,6 +249,26 @@ def check_query(request: Request, max_image_px: int) -> None:
         lon, lat = float(request.path_params["lon"]), float(request.path_params["lat"])
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
             _fail(f"point {lon:g},{lat:g} is not a WGS84 longitude,latitude")
+    if "z" in request.path_params:
+        check_tile_index(request.path_params.get("tileMatrixSetId"), request.path_params["z"],
+                         request.path_params.get("x", "0"), request.path_params.get("y", "0"))
+
+
+def check_tile_index(tms_id: str | None, z: str, x: str, y: str) -> None:
+    """A tile address inside its tile matrix set: a zoom level the set defines, and a column and
+    row inside that level's matrix (a huge z or x would overflow the tile arithmetic)."""
+    import morecantile
+
+    zoom = _int("z", z, 0, MAX_ZOOM)
+    try:
+        tms = morecantile.tms.get(tms_id or "WebMercatorQuad")
+    except Exception:  # noqa: BLE001 - an unknown set is TiTiler's own 4xx
+        return
+    with warnings.catch_warnings():  # past its listed levels a regular set extends by scale
+        warnings.simplefilter("ignore")
+        matrix = tms.matrix(zoom)
+    _int("x", x, 0, matrix.matrixWidth - 1)
+    _int("y", y, 0, matrix.matrixHeight - 1)
 
 
 def _coordinates(node: Any, out: list[tuple[float, float]], depth: int = 0) -> None:
@@ -274,12 +296,14 @@ def check_feature_budget(doc: Any, raster_crs: str, resolution: tuple[float, flo
     to_raster = Transformer.from_crs(coord_crs or "EPSG:4326", raster_crs, always_xy=True)
     budget = float(max_image_px) ** 2
     total = 0.0
-    for feature in features:
+    for n, feature in enumerate(features):
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
+            _fail(f"feature {n}: statistics need a Polygon or MultiPolygon geometry")
         points: list[tuple[float, float]] = []
-        _coordinates(geometry.get("coordinates") if isinstance(geometry, dict) else None, points)
-        if not points:
-            continue
+        _coordinates(geometry.get("coordinates"), points)
+        if len(points) < 4:
+            _fail(f"feature {n}: a polygon needs at least 4 positions (a closed ring)")
         xs, ys = zip(*points)
         left, bottom, right, top = to_raster.transform_bounds(min(xs), min(ys), max(xs), max(ys))
         if not all(math.isfinite(v) for v in (left, bottom, right, top)):
