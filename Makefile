@@ -40,7 +40,10 @@ run: install frontend
 
 test: install frontend
 	bash scripts/system-deps.sh --test
-	cd frontend && npm test --silent
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check backend inference tiles tests bench docs scripts
+	cd frontend && npm run lint --silent && npm test --silent
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $(CURDIR)/.cache/site
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-data:

@@ -12,13 +12,14 @@ from fastapi.staticfiles import StaticFiles
 
 from backend import __version__
 from backend.catalog import LiveCatalog
+from backend.core.settings import Settings, get_settings
 from backend.db.engine import make_engine, make_sessionmaker
-from backend.errors import add_exception_handlers
+from backend.http_errors import add_exception_handlers
+from backend.jobs.celery_app import COMPUTE_REPORT, celery_for
 from backend.middleware import BodySizeLimit, OWSDispatch, RenderDeadline
 from backend.reports.service import ReportService
-from backend.routes import habitats, health, indicators, layers, reports, runs, species
-from backend.settings import Settings, get_settings
-from tiles import stac, xyz
+from backend.routes import habitats, health, indicators, layers, reports, runs, species, stac
+from tiles import xyz
 from tiles.deadline import DeadlineExceeded
 from tiles.mapproxy_app import MapProxyMount
 from tiles.titiler_app import mount_titiler
@@ -29,6 +30,14 @@ GeoFlora maps Europe's plants at 50 m: species, EUNIS habitats, biodiversity ind
 traits. Layers are served as XYZ tiles under `/tiles/{layer_id}/...`, as WMS at `/wms` and as WMTS
 at `/wmts`; the REST API lives under `/api`.
 """
+
+
+def _celery_submit(settings: Settings):
+    """How background reports reach the Celery workers (settings report_executor 'celery')."""
+    if settings.report_executor != "celery":
+        return None
+    app = celery_for(settings)
+    return lambda report_id: app.tasks[COMPUTE_REPORT].delay(report_id)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.catalog = catalog
-    app.state.reports = ReportService(settings, sessions)
+    app.state.reports = ReportService(settings, sessions, send_to_workers=_celery_submit(settings))
     add_exception_handlers(app)
 
     @app.exception_handler(DeadlineExceeded)

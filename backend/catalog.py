@@ -8,62 +8,15 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.models import Layer, Run
-from backend.errors import NoLiveRun, NotFound
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """What the map services need to know of a layer (a detached copy of the catalog row)."""
-
-    id: str
-    kind: str
-    title: str
-    description: str
-    units: str | None
-    path: Path  # absolute, resolved inside the data dir
-    band: int
-    colormap: str | None
-    rescale: tuple[float, float] | None
-    legend: dict
-    species_id: int | None = None
-
-    def render_query(self) -> str:
-        """TiTiler query string that renders this layer as its legend says (for TiTiler's own
-        ``/tiles/{id}/tiles/WebMercatorQuad/{z}/{x}/{y}.png``)."""
-        # an RGB layer (the BotaCLIP embedding) renders its three bands as red, green and blue
-        parts = ["bidx=1&bidx=2&bidx=3"] if self.kind == "embedding" else [f"bidx={self.band}"]
-        if self.colormap:
-            parts.append(f"colormap_name={self.colormap}")
-        if self.rescale is not None:
-            parts.append(f"rescale={self.rescale[0]:g},{self.rescale[1]:g}")
-        return "&".join(parts)
-
-    def tiles_path(self) -> str:
-        """XYZ URL template (Leaflet / QGIS style) relative to the server root."""
-        return f"/tiles/{self.id}/{{z}}/{{x}}/{{y}}.png"
-
-
-@dataclass(frozen=True)
-class LiveSnapshot:
-    run_id: str
-    region: str
-    created_at: str
-    layers: dict[str, LayerInfo] = field(default_factory=dict)
-
-
-def _resolve_inside(data_dir: Path, relative: str) -> Path:
-    root = data_dir.resolve()
-    path = (root / relative).resolve()
-    if root not in path.parents:
-        raise NotFound(f"layer file {relative!r} lies outside the data directory")
-    return path
+from backend.core.errors import NoLiveRun, NotFound
+from backend.core.layers import LayerInfo, LiveSnapshot
+from backend.core.paths import DataLayout
+from backend.db.models import Layer
+from backend.db.queries import live_run
 
 
 def layer_info(layer: Layer, data_dir: Path) -> LayerInfo:
@@ -76,7 +29,7 @@ def layer_info(layer: Layer, data_dir: Path) -> LayerInfo:
         title=layer.title,
         description=layer.description,
         units=layer.units,
-        path=_resolve_inside(data_dir, layer.path),
+        path=DataLayout(data_dir).resolve(layer.path),
         band=layer.band,
         colormap=layer.colormap,
         rescale=rescale,
@@ -110,7 +63,7 @@ class LiveCatalog:
 
     def _load(self) -> LiveSnapshot | None:
         with self._sessions() as session:
-            run = session.scalars(select(Run).where(Run.is_live.is_(True))).first()
+            run = live_run(session)
             if run is None:
                 return None
             layers = {lyr.id: layer_info(lyr, self._data_dir) for lyr in run.layers}

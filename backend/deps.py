@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from backend.catalog import LiveCatalog
+from backend.core.settings import Settings
 from backend.reports.service import ReportService
-from backend.settings import Settings
 
 
 def get_app_settings(request: Request) -> Settings:

@@ -157,7 +157,7 @@ class HabitatNode(BaseModel):
     level: int
     parent: str | None = None
     mapped: bool = Field(description="Whether the live run's habitat layers use this class.")
-    children: list["HabitatNode"] = Field(default_factory=list)
+    children: list[HabitatNode] = Field(default_factory=list)
 
 
 class IndicatorInfo(BaseModel):
@@ -180,7 +180,7 @@ SEARCH_TEXT = {"max_length": 128, "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
 
 
 def error_responses(*codes: int) -> dict:
-    """OpenAPI ``responses`` for the error codes a route may answer (see backend/errors.py)."""
+    """OpenAPI ``responses`` for the error codes a route may answer (see backend/http_errors.py)."""
     what = {400: "The body is not JSON.", 404: "Unknown report, run, species or habitat.",
             409: "The report is still being computed or failed.", 413: "Area or body too large.",
             422: "Invalid input (the message names the problem).", 503: "No run is live yet."}

@@ -44,14 +44,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.settings import Settings  # noqa: E402
+from backend.core.settings import Settings  # noqa: E402
 from inference.data.region import load_region  # noqa: E402
 from inference.grid import CELLS_PER_METATILE  # noqa: E402
+from inference.indicators import specialist_mask  # noqa: E402
 from inference.pipeline.outputs import EMBEDDING_RGB, OUTPUTS, TRUE_RICHNESS, habitat_outputs  # noqa: E402
 from inference.pipeline.run import OutputWriter, write_outputs  # noqa: E402
-from inference.indicators import specialist_mask  # noqa: E402
-from inference.pipeline.stages import (Batches, CascadeModels, RunProfile, compute_metatile, models_for,  # noqa: E402
-                                       resolve_device, run_profile)
+from inference.pipeline.stages import (  # noqa: E402
+    Batches,
+    CascadeModels,
+    RunProfile,
+    compute_metatile,
+    models_for,
+    resolve_device,
+    run_profile,
+)
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities  # noqa: E402
 
 PUBLISHED_CELLS_PER_S = 51  # 5.5 billion cells / 30,000 A100 GPU-hours (cascade paper), not measured here
@@ -122,7 +129,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp), _env_file=None)
             t = time.perf_counter()
-            manifest = write_outputs(settings, "bench", tile, arrays, specs, species_ids=models.species_ids)
+            manifest = write_outputs(settings.layout, "bench", tile, arrays, specs, species_ids=models.species_ids)
             timings["write COGs"] = time.perf_counter() - t
     model_stages = {k: v for k, v in timings.items() if k != "truth"}  # truth layers are generator-only
     total = sum(model_stages.values())
@@ -132,7 +139,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp), _env_file=None)
             t = time.perf_counter()
-            writer = OutputWriter(settings, "bench", tile, [o for o in specs if o.kind != TRUE_RICHNESS.kind],
+            writer = OutputWriter(settings.layout, "bench", tile, [o for o in specs if o.kind != TRUE_RICHNESS.kind],
                                   models.species_ids)
             writer.finish(compute_metatile(_NoTruth(region), tile, models, profile, ready=writer.submit))
             overlapped = time.perf_counter() - t
@@ -205,12 +212,12 @@ def _paper_models(region, device: str, habitat_step: int, list_size: int = 90):
     from the first row of cells)."""
     from transformers import Dinov2Config, Dinov2Model
 
-    from inference.botaclip.model import BotaCLIP, BotaCLIPConfig, HFImageEncoder
+    from bench.sdm import _norm
     from inference.botaclip.embed import embed_points
+    from inference.botaclip.model import BotaCLIP, BotaCLIPConfig, HFImageEncoder
     from inference.botaclip.train import fit_pca_colours
     from inference.habitat.plantbert import PlantBert, Vocab, bert_kwargs, build_classifier
     from inference.models.sdm import PAPER, MultimodalSDM, SDMConfig
-    from bench.sdm import _norm
 
     torch.manual_seed(0)
     tile = next(region.grid.metatiles())

@@ -78,11 +78,11 @@ def _bench(args, tmp: Path) -> None:
     from fastapi.testclient import TestClient
 
     from backend.app import create_app
+    from backend.core.settings import Settings
     from backend.db.models import Report, Run
     from backend.reports.aggregate import direct_sums
     from backend.reports.geometry import parse_area
     from backend.reports.service import ReportService
-    from backend.settings import Settings
     from tests.reports_data import make_synthetic_run
 
     tile_ids = [MetaTile(X0 + i * METATILE_M, Y0 + j * METATILE_M).id for j in range(args.tiles) for i in range(args.tiles)]

@@ -37,7 +37,7 @@ from rasterio.warp import transform_bounds
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.app import create_app  # noqa: E402
-from backend.settings import Settings  # noqa: E402
+from backend.core.settings import Settings  # noqa: E402
 from tiles.cog import GDAL_ENV  # noqa: E402
 from tiles.colormaps import COLORMAPS  # noqa: E402
 

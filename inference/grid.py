@@ -7,10 +7,12 @@ system (generator, pipeline, tile layout, reports) derives windows and transform
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from affine import Affine
+
+from backend.core.errors import GridError
 
 CRS = "EPSG:3035"
 CELL_M = 50
@@ -20,8 +22,6 @@ CELLS_PER_METATILE = METATILE_M // CELL_M  # 500
 _ID_RE = re.compile(r"^E(\d{3,5})N(\d{3,5})$")
 
 
-class GridError(ValueError):
-    """A meta-tile id or extent that does not fit the grid."""
 
 
 @dataclass(frozen=True, order=True)
@@ -40,14 +40,14 @@ class MetaTile:
         return f"E{self.x0 // 1000}N{self.y0 // 1000}"
 
     @classmethod
-    def from_id(cls, tile_id: str) -> "MetaTile":
+    def from_id(cls, tile_id: str) -> MetaTile:
         m = _ID_RE.match(tile_id)
         if not m:
             raise GridError(f"invalid meta-tile id {tile_id!r}: expected e.g. 'E3800N2250'")
         return cls(int(m.group(1)) * 1000, int(m.group(2)) * 1000)
 
     @classmethod
-    def containing(cls, x: float, y: float) -> "MetaTile":
+    def containing(cls, x: float, y: float) -> MetaTile:
         return cls(int(x // METATILE_M) * METATILE_M, int(y // METATILE_M) * METATILE_M)
 
     @property
@@ -83,7 +83,7 @@ class Region:
             raise GridError(f"region size must be at least 1 x 1 meta-tiles, got {self.nx} x {self.ny}")
 
     @classmethod
-    def from_corner(cls, x0: float, y0: float, nx: int, ny: int) -> "Region":
+    def from_corner(cls, x0: float, y0: float, nx: int, ny: int) -> Region:
         return cls(MetaTile.containing(x0, y0), nx, ny)
 
     def metatiles(self) -> Iterator[MetaTile]:

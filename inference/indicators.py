@@ -65,7 +65,7 @@ class SpeciesAttributes:
             raise ValueError(f"unknown IUCN categories {sorted(unknown)}: use LC, NT, VU, EN, CR, DD, NE or empty")
 
     @classmethod
-    def from_species(cls, species, specialist: np.ndarray | None = None) -> "SpeciesAttributes":
+    def from_species(cls, species, specialist: np.ndarray | None = None) -> SpeciesAttributes:
         return cls(iucn=[s.iucn for s in species], eu_directive=[s.eu_directive for s in species],
                    invasive=[s.invasive for s in species], tree=[s.tree for s in species], specialist=specialist)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.settings import Settings
+from backend.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -63,7 +63,7 @@ def tiny_sdm(tmp_path_factory, tiny_samples) -> Path:
 def cli_data_dir(tiny_region, tmp_path, monkeypatch) -> Path:
     """A data dir holding the tiny region as ``tiny``, made the settings' data dir for CLI tests
     (the settings cache is cleared on the way in and out)."""
-    from backend.settings import get_settings
+    from backend.core.settings import get_settings
 
     (tmp_path / "regions").mkdir()
     (tmp_path / "regions" / "tiny").symlink_to(tiny_region)
@@ -109,7 +109,7 @@ def tiny_plantbert(tmp_path_factory, tiny_region) -> Path:
 def computed(tmp_path_factory, tiny_region, tiny_sdm, tiny_botaclip, tiny_plantbert):
     """Settings and session factory of a data dir whose tiny region has a live run."""
     from backend.db.engine import make_engine, make_sessionmaker, migrate
-    from inference.pipeline.run import run_local
+    from backend.jobs.runs import run_local
 
     data_dir = tmp_path_factory.mktemp("data")
     port = free_port()

@@ -99,17 +99,17 @@ def tile_assemblages(rng, tile_index: int, n_species: int, threshold: float, poo
 
 def make_synthetic_run(data_dir: Path, tile_ids: list[str], n_species: int = 60, pool: int = 60, seed: int = 0,
                        run_id: str = "synthetic-run", keep_truth: bool = True) -> SyntheticRun:
+    from backend.core.settings import Settings
     from backend.db.engine import make_engine, make_sessionmaker, migrate
     from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species
-    from backend.settings import Settings
     from inference.data import eunis
     from tiles.cog import write_cog
     from tiles.colormaps import continuous_legend
-    from tiles.layout import metatile_cog, metatile_dir, mosaic_path, relative
     from tiles.mosaic import build_vrt
 
     rng = np.random.default_rng(seed)
     settings = Settings(data_dir=data_dir, _env_file=None)
+    layout = settings.layout
     migrate(settings.db_url)
     sessions = make_sessionmaker(make_engine(settings.db_url))
     threshold = 0.3
@@ -126,7 +126,7 @@ def make_synthetic_run(data_dir: Path, tile_ids: list[str], n_species: int = 60,
     for k, tile in enumerate(tiles):
         water = _smooth(rng, (N, N), 40) > 0.93  # a lake: no assemblage, nodata in every layer
         chunks = tile_assemblages(rng, k, n_species, threshold, pool, water)
-        write_assemblage(metatile_dir(data_dir, run_id, tile.id) / "assemblage.bin", chunks, species_ids, tile.id)
+        write_assemblage(layout.metatile_dir(run_id, tile.id) / "assemblage.bin", chunks, species_ids, tile.id)
         counts = np.zeros((N, N), np.float32)
         per_row = N // CHUNK
         for j, (cnt, _, _) in enumerate(chunks.parts):
@@ -146,7 +146,7 @@ def make_synthetic_run(data_dir: Path, tile_ids: list[str], n_species: int = 60,
                   "habitat.l2": l2[None].astype(np.uint8), "habitat.l1": l1[None].astype(np.uint8),
                   "indicator.status.most": most[None]}
         for name, data in arrays.items():
-            write_cog(metatile_cog(data_dir, run_id, tile.id, name), data, transform=tile.transform(),
+            write_cog(layout.metatile_cog(run_id, tile.id, name), data, transform=tile.transform(),
                       nodata=files[name][1], resampling="nearest")
             if keep_truth:
                 for band, (lid, _) in enumerate(files[name][0]):
@@ -158,7 +158,7 @@ def make_synthetic_run(data_dir: Path, tile_ids: list[str], n_species: int = 60,
             s.add(MetaTileRecord(run_id=run_id, tile_id=tile.id, footprint=f"SRID=3035;{tile.polygon_wkt()}",
                                  status="done"))
         for name, (bands, nodata) in files.items():
-            vrt = build_vrt(mosaic_path(data_dir, run_id, name), [metatile_cog(data_dir, run_id, t.id, name) for t in tiles])
+            vrt = build_vrt(layout.mosaic_path(run_id, name), [layout.metatile_cog(run_id, t.id, name) for t in tiles])
             for band, (lid, kind) in enumerate(bands, start=1):
                 out.nodata[lid] = nodata
                 if kind == "habitat":
@@ -172,7 +172,7 @@ def make_synthetic_run(data_dir: Path, tile_ids: list[str], n_species: int = 60,
                 else:
                     legend = continuous_legend("viridis", 0, 1, None)
                 s.add(Layer(run_id=run_id, id=lid, kind=kind, title=lid.replace(".", " "), description="", units=None,
-                            path=relative(data_dir, vrt), band=band, legend=legend))
+                            path=layout.relative(vrt), band=band, legend=legend))
         names = species_names(n_species, seed)
         for i, sid in enumerate(species_ids):
             s.merge(Species(id=int(sid), name=names[i], family=f"{names[i].split()[0][:4]}aceae",

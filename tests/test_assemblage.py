@@ -10,8 +10,13 @@ import pytest
 import rasterio
 import torch
 
-from inference.pipeline.assemblage import (AssemblageError, chunk_assemblages, read_assemblage, read_header,
-                                           write_assemblage)
+from inference.pipeline.assemblage import (
+    AssemblageError,
+    chunk_assemblages,
+    read_assemblage,
+    read_header,
+    write_assemblage,
+)
 
 
 @pytest.fixture(scope="module")

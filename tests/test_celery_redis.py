@@ -44,7 +44,7 @@ def region_2x1(tmp_path_factory) -> Path:
 
 
 def _worker(env: dict, name: str, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "celery", "-A", "inference.celery_app", "worker", "--pool", "solo",
+    cmd = [sys.executable, "-m", "celery", "-A", "backend.jobs.worker", "worker", "--pool", "solo",
            "--concurrency", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
            "-n", f"{name}@%h", "--loglevel", "INFO"]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
@@ -62,9 +62,9 @@ def _tiles(sessions, run_id):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_killed_worker_mid_metatile_and_a_new_worker_completes_the_region(tmp_path, region_2x1, tiny_sdm):
+    from backend.core.paths import DataLayout
     from backend.db.engine import make_engine, make_sessionmaker, migrate
     from tiles.cog import is_valid_cog
-    from tiles.layout import metatile_dir
 
     _redis_or_fail()
     data_dir = tmp_path / "data"
@@ -74,7 +74,7 @@ def test_killed_worker_mid_metatile_and_a_new_worker_completes_the_region(tmp_pa
     env = {**os.environ, "GEOFLORA_DATA_DIR": str(data_dir), "GEOFLORA_BROKER_URL": REDIS_URL,
            "GEOFLORA_TASK_VISIBILITY_TIMEOUT": "5", "GEOFLORA_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
 
-    from inference.celery_app import submit_run
+    from backend.jobs.celery_app import submit_run
 
     run_id, result = submit_run(settings, sessions, "pair", region_2x1, tiny_sdm)
     first = _worker(env, "first", tmp_path / "first.log")
@@ -88,7 +88,7 @@ def test_killed_worker_mid_metatile_and_a_new_worker_completes_the_region(tmp_pa
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
     # Nothing half-written is visible: every visible file is a complete COG.
-    folder = metatile_dir(data_dir, run_id, victim)
+    folder = DataLayout(data_dir).metatile_dir(run_id, victim)
     visible = list(folder.glob("*.tif")) if folder.is_dir() else []
     assert all(is_valid_cog(p) for p in visible)
     assert _tiles(sessions, run_id)[0] == "running"
@@ -104,16 +104,17 @@ def test_killed_worker_mid_metatile_and_a_new_worker_completes_the_region(tmp_pa
     status, live, tiles = _tiles(sessions, run_id)
     assert status == "complete" and live
     assert set(tiles) == {"E4200N2800", "E4225N2800"}
-    for tile_id, (state, attempts, worker) in tiles.items():
+    for tile_id, (state, attempts, _node) in tiles.items():
         assert state == "done"
         # The killed meta-tile was started twice (once per worker); the other exactly once.
         assert attempts == (2 if tile_id == victim else 1), (tile_id, attempts)
-        folder = metatile_dir(data_dir, run_id, tile_id)
+        folder = DataLayout(data_dir).metatile_dir(run_id, tile_id)
         assert not list(folder.glob(".*.tmp")), "temporary files left behind"
         assert all(is_valid_cog(p) for p in folder.glob("*.tif"))
     # Every layer of the run is registered and points at an existing mosaic.
-    from backend.db.models import Layer
     from sqlalchemy import select
+
+    from backend.db.models import Layer
 
     with sessions() as session:
         layers = session.scalars(select(Layer).where(Layer.run_id == run_id)).all()

@@ -94,7 +94,7 @@ def test_healthchecks(config):
     assert services["api"]["healthcheck"]["test"][-1] == "http://127.0.0.1:8000/api/health"
     # The worker answers a ping under the node name its command gives it (%h = container hostname).
     ping = " ".join(services["worker"]["healthcheck"]["test"])
-    assert "celery -A inference.celery_app inspect ping --destination worker@$" in ping
+    assert "celery -A backend.jobs.worker inspect ping --destination worker@$" in ping
     assert "--hostname=worker@%h" in services["worker"]["command"]
 
 
@@ -121,7 +121,7 @@ def test_worker_reserves_an_nvidia_gpu(config):
 def test_processes_accept_the_settings_compose_gives_them(config, monkeypatch):
     """The environment of each GeoFlora service, as the container gets it, is valid Settings:
     production, PostGIS and Redis URLs pointing at the services, the admin token set."""
-    from backend.settings import Settings
+    from backend.core.settings import Settings
 
     for name in GEOFLORA:
         env = config["services"][name]["environment"]

@@ -184,7 +184,7 @@ def test_legend_graphics_match_the_catalog_legends(live_server, snapshot):
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     img = decode_png(r.content)
     row = legend.PAD + legend.RAMP_H // 2
-    ends = ["#%02x%02x%02x" % tuple(img[:3, row, x]) for x in (legend.PAD, legend.PAD + legend.RAMP_W - 1)]
+    ends = ["#{:02x}{:02x}{:02x}".format(*img[:3, row, x]) for x in (legend.PAD, legend.PAD + legend.RAMP_W - 1)]
     assert ends == [info.legend["colors"][0], info.legend["colors"][-1]]  # the ramp runs the legend's colours
     hab = snapshot.layers["habitat.l3"]
     r = _get(f"{live_server}/wms", SERVICE="WMS", VERSION="1.1.1", REQUEST="GetLegendGraphic", LAYER="habitat.l3",
@@ -192,7 +192,7 @@ def test_legend_graphics_match_the_catalog_legends(live_server, snapshot):
     img = decode_png(r.content)
     rows = img.shape[1] // len(hab.legend["items"])
     assert rows >= 12  # one line per habitat class
-    colors = {"#%02x%02x%02x" % tuple(img[:3, 4 + k * rows + 7, 10]) for k in range(len(hab.legend["items"]))}
+    colors = {"#{:02x}{:02x}{:02x}".format(*img[:3, 4 + k * rows + 7, 10]) for k in range(len(hab.legend["items"]))}
     assert colors == {it["color"] for it in hab.legend["items"]}
     r = _get(f"{live_server}/wms", SERVICE="WMS", VERSION="1.3.0", REQUEST="GetLegendGraphic", LAYER=RICHNESS,
              FORMAT="application/json")

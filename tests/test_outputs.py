@@ -130,7 +130,7 @@ def test_trait_layers_are_community_weighted_means(computed, tiny_region, tiny_s
     x, y = region.cell_centres(tile)
     w = per_patch_probabilities(model, norm, region, x[rows, cols], y[rows, cols])
     w = np.where(w >= t, w, 0.0)
-    for k, name in enumerate(("Height", "LeafArea", "SLA", "Leaf_N")):
+    for name in ("Height", "LeafArea", "SLA", "Leaf_N"):
         mu = np.log([sp.traits[name].median for sp in region.species])
         _, got, nodata = _read(computed, f"trait.{name.lower()}", 1)
         _, spread, _ = _read(computed, f"trait.{name.lower()}", 2)
@@ -164,10 +164,11 @@ def test_embedding_layer_is_the_botaclip_pca_of_each_cell(computed, tiny_region,
 
 
 def test_habitat_layers_follow_the_eunis_hierarchy_and_the_model(computed, tiny_plantbert):
+    from sqlalchemy import select
+
     from backend.db.models import Layer
     from inference.data import eunis
     from inference.habitat.plantbert import load_plantbert
-    from sqlalchemy import select
 
     settings, sessions, run_id = computed
     with sessions() as session:
@@ -200,11 +201,12 @@ def test_habitat_layers_follow_the_eunis_hierarchy_and_the_model(computed, tiny_
 def test_species_layers_hold_the_probabilities_of_species_present_somewhere(computed, tiny_region, tiny_sdm):
     import json
 
+    from sqlalchemy import select
+
     from backend.db.models import Layer, Run
     from inference.data.region import load_region
     from inference.sdm.predict import per_patch_probabilities
     from inference.sdm.train import load_sdm
-    from sqlalchemy import select
 
     settings, sessions, run_id = computed
     with sessions() as session:
@@ -263,7 +265,7 @@ def test_write_cog_is_atomic(tmp_path, monkeypatch):
 
 
 def test_recomputing_a_finished_metatile_does_nothing(computed):
-    from inference.pipeline.run import process_metatile
+    from backend.jobs.runs import process_metatile
 
     settings, sessions, run_id = computed
     cog = _cogs(computed)[0]
@@ -338,18 +340,19 @@ def test_sdm_files_are_written_while_plantbert_computes_and_a_crash_leaves_no_ma
     complete before Pl@ntBERT returns. A crash in Pl@ntBERT leaves those (complete) files but no
     manifest, the meta-tile failed; a retry finishes it."""
     import inference.habitat.infer as infer
+    from backend.core.paths import MANIFEST
     from backend.db.engine import make_engine, make_sessionmaker, migrate
     from backend.db.models import MetaTileRecord
-    from inference.pipeline.run import MANIFEST, create_run, process_metatile
+    from backend.jobs.runs import create_run, process_metatile
     from tests.conftest import make_settings
-    from tiles.layout import metatile_dir
 
     settings = make_settings(tmp_path / "data")
     migrate(settings.db_url)
     sessions = make_sessionmaker(make_engine(settings.db_url))
-    run_id = create_run(sessions, "tiny", tiny_region, tiny_sdm, "cpu", tiny_plantbert, None, 8)
+    settings = settings.model_copy(update={"device": "cpu", "habitat_step": 8})
+    run_id = create_run(settings, sessions, "tiny", tiny_region, tiny_sdm, tiny_plantbert, None)
     tile_id = "E4200N2800"
-    folder = metatile_dir(settings.data_dir, run_id, tile_id)
+    folder = settings.layout.metatile_dir(run_id, tile_id)
     real = infer.classify_metatile
     seen = {}
 

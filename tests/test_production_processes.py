@@ -26,9 +26,9 @@ import shapely
 from shapely.geometry import Polygon
 
 from tests.conftest import REPO, free_port
+from tests.pixels import compare_image, decode_png, pixel_centres
 from tests.processes import Processes, geoflora, parent, start_server
 from tests.processes import wait_for as _wait
-from tests.pixels import compare_image, decode_png, pixel_centres
 from tests.reports_data import cell_mask, polygon
 from tests.test_celery_redis import _redis_or_fail
 
@@ -122,10 +122,10 @@ def _run_pinging_workers(processes, env, cmd, nodes, sessions, run_timeout):
 def test_region_through_two_workers_then_served_by_the_api(tmp_path, redis_db, postgis_db, processes, quad_region,
                                                            tiny_sdm):
     # Fixture order matters: the processes are killed first, then the databases go.
+    from backend.core.settings import Settings
     from backend.db.engine import make_engine, make_sessionmaker
     from backend.db.models import Run
-    from backend.settings import Settings
-    from inference.celery_app import make_celery
+    from backend.jobs.celery_app import make_celery
 
     started = time.monotonic()
     data_dir, tile_cache = tmp_path / "data", tmp_path / "tile-cache"

@@ -12,7 +12,7 @@ from tests.conftest import ON_CI, REPO
 
 
 def test_settings_read_the_geoflora_prefix(monkeypatch, tmp_path):
-    from backend.settings import Settings
+    from backend.core.settings import Settings
 
     monkeypatch.setenv("GEOFLORA_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("GEOFLORA_BROKER_URL", "redis://127.0.0.1:6379/3")
@@ -27,7 +27,7 @@ def test_settings_read_the_geoflora_prefix(monkeypatch, tmp_path):
 def test_production_refuses_to_start_without_an_admin_token(monkeypatch):
     from pydantic import ValidationError
 
-    from backend.settings import Settings
+    from backend.core.settings import Settings
 
     monkeypatch.setenv("GEOFLORA_ENVIRONMENT", "production")
     with pytest.raises(ValidationError, match="GEOFLORA_ADMIN_TOKEN"):
@@ -36,7 +36,7 @@ def test_production_refuses_to_start_without_an_admin_token(monkeypatch):
 
 def test_cli_generate_and_compute_make_a_live_run(tmp_path, monkeypatch):
     from backend.cli import main
-    from backend.settings import get_settings
+    from backend.core.settings import get_settings
 
     monkeypatch.setenv("GEOFLORA_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()

@@ -301,13 +301,14 @@ def test_celery_task_computes_a_stored_report(synth, monkeypatch):
     from fastapi.testclient import TestClient
 
     from backend.app import create_app
-    from backend.settings import get_settings
-    from inference.celery_app import celery_app
+    from backend.core.settings import get_settings
+    from backend.jobs.celery_app import celery_for
 
     monkeypatch.setenv("GEOFLORA_DATA_DIR", str(synth.data_dir))
     get_settings.cache_clear()
-    celery_app.conf.task_always_eager = True
     settings = make_settings(synth.data_dir, report_async_km2=10.0, report_executor="celery")
+    celery_app = celery_for(settings)  # the app the server sends its report tasks to
+    celery_app.conf.task_always_eager = True
     doc = polygon([(4230013, 2815011), (4238987, 2815513), (4237011, 2821989)])
     try:
         with TestClient(create_app(settings)) as c:

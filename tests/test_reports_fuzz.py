@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given
-from hypothesis.errors import Unsatisfiable
 from hypothesis import settings as hsettings
-
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
 from tests.reports_data import rclient, synth  # noqa: F401 (fixtures)
 
 EXAMPLES = 40

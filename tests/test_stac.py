@@ -7,8 +7,6 @@ import numpy as np
 import pystac
 import rasterio
 
-from tiles.layout import metatile_dir
-
 
 def test_stac_catalog_lists_every_cog_of_the_live_run(live_server, computed, app):
     settings, _, run_id = computed
@@ -21,8 +19,8 @@ def test_stac_catalog_lists_every_cog_of_the_live_run(live_server, computed, app
     assert [i.id for i in items] == ["E4200N2800"]
     item = items[0]
     assert item.properties["proj:code"] == "EPSG:3035" and item.properties["proj:shape"] == [500, 500]
-    on_disk = {p.relative_to(metatile_dir(settings.data_dir, run_id, item.id)).as_posix()
-               for p in metatile_dir(settings.data_dir, run_id, item.id).rglob("*.tif")}
+    on_disk = {p.relative_to(settings.layout.metatile_dir(run_id, item.id)).as_posix()
+               for p in settings.layout.metatile_dir(run_id, item.id).rglob("*.tif")}
     assert {a.href.rsplit(f"/{item.id}/", 1)[1] for a in item.assets.values()} == on_disk
     layers = {lid for a in item.assets.values() for lid in a.extra_fields["geoflora:layers"]}
     assert layers == set(app.state.catalog.require().layers)  # every catalog layer is found through STAC
@@ -30,7 +28,7 @@ def test_stac_catalog_lists_every_cog_of_the_live_run(live_server, computed, app
     assert asset.media_type == pystac.MediaType.COG and asset.roles == ["data"]
     # GDAL reads the COG over HTTP with range requests, as QGIS does
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(f"/vsicurl/{asset.href}") as remote:
-        with rasterio.open(metatile_dir(settings.data_dir, run_id, item.id) / "indicator.richness.tif") as local:
+        with rasterio.open(settings.layout.metatile_dir(run_id, item.id) / "indicator.richness.tif") as local:
             assert remote.crs == local.crs and remote.transform == local.transform
             window = ((100, 164), (200, 264))
             assert np.array_equal(remote.read(window=window), local.read(window=window))

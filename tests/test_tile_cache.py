@@ -25,7 +25,7 @@ def _centre_tile(client, z):
 def _cached_file(settings, run_id, tile):
     # MapProxy's "tc" layout: zz/xxx/xxx/xxx/yyy/yyy/yyy.png (GLOBAL_WEBMERCATOR: y from the top)
     x, y, z = tile.x, tile.y, tile.z
-    return (settings.mapproxy_cache_dir / run_id / f"{LAYER}_cache_EPSG3857" / f"{z:02d}" /
+    return (settings.layout.mapproxy_cache_dir / run_id / f"{LAYER}_cache_EPSG3857" / f"{z:02d}" /
             f"{x // 1000000:03d}" / f"{x // 1000 % 1000:03d}" / f"{x % 1000:03d}" / f"{y // 1000000:03d}" /
             f"{y // 1000 % 1000:03d}" / f"{y % 1000:03d}.png")
 
@@ -69,7 +69,7 @@ def test_a_new_live_run_never_serves_the_old_runs_cached_tiles(client, computed,
         app.state.catalog.invalidate()
         new = client.get(url)
         assert new.status_code == 200 and new.content != old
-        assert not (settings.mapproxy_cache_dir / run_id).exists()  # the old run's cache is gone
+        assert not (settings.layout.mapproxy_cache_dir / run_id).exists()  # the old run's cache is gone
         assert _cached_file(settings, new_run, tile).read_bytes() == new.content
         assert client.get("/api/health").json()["live_run"] == new_run
     finally:

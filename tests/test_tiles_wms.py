@@ -123,7 +123,7 @@ def test_low_zoom_tiles_read_the_region_overview_not_the_metatiles(computed, lay
 
     from rasterio.errors import RasterioIOError
 
-    from backend.catalog import LayerInfo
+    from backend.core.layers import LayerInfo
     from tiles.render import LayerRenderer
     from tiles.xyz import mercator_bounds
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from html import escape
 
-from backend.catalog import LayerInfo
+from backend.core.layers import LayerInfo
 from tiles.colormaps import PROBABILITY_CODE_SCALE
 from tiles.render import Sampler, _transform
 

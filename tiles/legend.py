@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
-from backend.catalog import LayerInfo
+from backend.core.layers import LayerInfo
 from tiles.render import _table
 
 FONT_SIZE = 11

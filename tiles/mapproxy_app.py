@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
-import re
 import threading
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -29,8 +29,8 @@ import rasterio
 import yaml
 from rasterio.warp import transform_bounds
 
-from backend.catalog import LayerInfo, LiveCatalog, LiveSnapshot
-from backend.settings import Settings
+from backend.core.layers import LayerInfo, LiveSnapshot, SnapshotSource
+from backend.core.settings import Settings
 from tiles.cog import GDAL_ENV
 from tiles.featureinfo import INFO_FORMATS
 
@@ -69,7 +69,7 @@ def _abstract(lyr: LayerInfo) -> str:
 
 def mapproxy_config(snapshot: LiveSnapshot, settings: Settings) -> dict:
     """MapProxy configuration (as a dict) serving every layer of ``snapshot``."""
-    cache_root = settings.mapproxy_cache_dir / snapshot.run_id
+    cache_root = settings.layout.mapproxy_cache_dir / snapshot.run_id
     sources, caches, groups = {}, {}, {}
     for lyr in sorted(snapshot.layers.values(), key=lambda item: item.id):
         sources[f"{lyr.id}_src"] = {"type": "geoflora", "layer": lyr.id, "bbox": layer_bounds_wgs84(lyr.path)}
@@ -126,8 +126,8 @@ def mapproxy_config(snapshot: LiveSnapshot, settings: Settings) -> dict:
         "globals": {
             "cache": {
                 "base_dir": str(cache_root),
-                "lock_dir": str(settings.mapproxy_cache_dir / "locks"),
-                "tile_lock_dir": str(settings.mapproxy_cache_dir / "tile_locks"),
+                "lock_dir": str(settings.layout.mapproxy_cache_dir / "locks"),
+                "tile_lock_dir": str(settings.layout.mapproxy_cache_dir / "tile_locks"),
                 "max_tile_limit": settings.max_tiles_per_request,
             },
             # Nearest keeps class values (habitats) intact when MapProxy resamples cached tiles.
@@ -148,7 +148,7 @@ def write_config(path: Path, config: dict) -> Path:
 def drop_stale_caches(settings: Settings, live_run: str) -> None:
     """Delete the tile caches of every run but the live one (cached tiles of an old run must never
     be served, and they take disk space)."""
-    root = settings.mapproxy_cache_dir
+    root = settings.layout.mapproxy_cache_dir
     if root.is_dir():
         for child in root.iterdir():
             if child.is_dir() and child.name not in (live_run, "locks", "tile_locks"):
@@ -370,7 +370,7 @@ EXCEPTION_TYPES = ("application/vnd.ogc.se_xml", "text/xml", "application/xml")
 class MapProxyMount:
     """WSGI app serving ``/wms`` and ``/wmts`` from the live run; rebuilt when the live run changes."""
 
-    def __init__(self, catalog: LiveCatalog, settings: Settings) -> None:
+    def __init__(self, catalog: SnapshotSource, settings: Settings) -> None:
         self._catalog = catalog
         self._settings = settings
         self._lock = threading.Lock()
@@ -378,7 +378,7 @@ class MapProxyMount:
         self._app = None
 
     def config_path(self, run_id: str) -> Path:
-        return self._settings.data_dir / "mapproxy" / f"{run_id}.yaml"
+        return self._settings.layout.mapproxy_config(run_id)
 
     def _app_for(self, snap: LiveSnapshot):
         key = (snap.run_id, tuple(sorted(snap.layers)))

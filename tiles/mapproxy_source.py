@@ -24,7 +24,7 @@ from mapproxy.srs import SRS
 from mapproxy.util.ext.dictspec.spec import required
 from PIL import Image
 
-from backend.catalog import LayerInfo
+from backend.core.layers import LayerInfo
 from tiles.featureinfo import INFO_FORMATS, lonlat, point_record, render_records
 from tiles.legend import legend_image
 from tiles.render import OutsideLayer, renderer_for
@@ -132,7 +132,7 @@ class GeoFloraSourceConfiguration(SourceConfiguration):
         return GeoFloraLegendSource(self._info())
 
 
-SPEC = {required("layer"): str(), required("bbox"): [float()], "transparent": bool(), "coverage": {}}
+SPEC = {required("layer"): "", required("bbox"): [0.0], "transparent": False, "coverage": {}}
 
 
 def register() -> None:

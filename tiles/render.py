@@ -28,7 +28,7 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from backend.catalog import LayerInfo
+from backend.core.layers import LayerInfo
 from tiles import deadline
 from tiles.cog import GDAL_ENV
 from tiles.colormaps import COLORMAPS

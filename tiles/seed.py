@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from backend.catalog import LiveSnapshot
-from backend.settings import Settings
+from backend.core.layers import LiveSnapshot
+from backend.core.settings import Settings
 from tiles.mapproxy_app import CACHE_GRIDS, layer_bounds_wgs84, load_mapproxy, mapproxy_config, write_config
 
 # Ground metres per map unit at 50 degrees N (the middle of Europe), to compare grid resolutions.
@@ -33,7 +33,7 @@ def seed_low_zooms(settings: Settings, snapshot: LiveSnapshot, layer_ids: list[s
     from mapproxy.seed.seeder import seed
     from mapproxy.seed.util import ProgressLog
 
-    from backend.errors import InvalidInput
+    from backend.core.errors import InvalidInput
 
     layer_ids = layer_ids or sorted(snapshot.layers)
     unknown = [i for i in layer_ids if i not in snapshot.layers]

@@ -24,9 +24,9 @@ from rio_tiler.errors import (
     TileOutsideBounds,
 )
 from starlette import status
+from titiler.core.algorithm import Algorithms, default_algorithms
 from titiler.core.dependencies import BidxExprParams, create_colormap_dependency
 from titiler.core.errors import BadRequestError, TileNotFoundError, add_exception_handlers
-from titiler.core.algorithm import Algorithms, default_algorithms
 from titiler.core.factory import TilerFactory
 
 from tiles.cog import GDAL_ENV

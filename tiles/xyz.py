@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from backend.errors import InvalidInput, NotFound
+from backend.core.errors import InvalidInput, NotFound
 from tiles.render import OutsideLayer, renderer_for
 from tiles.titiler_app import LAYER_ID_PATTERN
 

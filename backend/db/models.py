@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
@@ -22,7 +22,7 @@ GRID_SRID = 3035
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -42,10 +42,10 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     config: Mapped[dict] = mapped_column(JSON, default=dict)
 
-    metatiles: Mapped[list["MetaTileRecord"]] = relationship(
+    metatiles: Mapped[list[MetaTileRecord]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="MetaTileRecord.tile_id"
     )
-    layers: Mapped[list["Layer"]] = relationship(
+    layers: Mapped[list[Layer]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="Layer.id"
     )
 

@@ -37,7 +37,7 @@ class AreaSums:
     tiles: list[str]
 
     @classmethod
-    def empty(cls, n_species: int, n_cont: int, n_cat: int, keep_values: bool) -> "AreaSums":
+    def empty(cls, n_species: int, n_cont: int, n_cat: int, keep_values: bool) -> AreaSums:
         return cls(0, 0, np.zeros(n_species, np.int64), np.zeros(n_species, np.int64), np.zeros(n_cont, np.int64),
                    np.zeros(n_cont), np.full(n_cont, np.inf), np.full(n_cont, -np.inf),
                    np.zeros((n_cont, BINS), np.int64), np.zeros((n_cat, 256), np.int64),

@@ -39,7 +39,7 @@ class SpeciesTable:
         return self._threatened
 
     @classmethod
-    def from_rows(cls, species_ids: np.ndarray, rows) -> "SpeciesTable":
+    def from_rows(cls, species_ids: np.ndarray, rows) -> SpeciesTable:
         by_id = {int(r.id): r for r in rows}
         get = [by_id.get(int(s)) for s in species_ids]
         return cls(

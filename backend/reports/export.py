@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 
 SPECIES_COLUMNS = ("id", "name", "family", "genus", "iucn", "eu_directive", "threatened", "invasive", "endemic",
                    "tree", "cells", "coverage", "mean_probability")

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import secrets
+import shutil
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -34,15 +34,16 @@ import numpy as np
 import rasterio
 from rasterio.windows import from_bounds
 
-from backend.errors import NotReady
+from backend.core.errors import NotReady
+from backend.core.paths import REPORT_INDEX_DIR, DataLayout
 from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.pipeline.assemblage import FILE_NAME as ASSEMBLAGE_FILE
-from inference.pipeline.assemblage import AssemblageError, StoreReader, read_header
+from inference.pipeline.assemblage import StoreReader
 
 VERSION = 2
 BLOCK = 10
 BINS = 64
-INDEX_DIR = "report-index"
+INDEX_DIR = REPORT_INDEX_DIR
 NB = CELLS_PER_METATILE // BLOCK  # blocks per meta-tile edge
 
 # Layer kinds a report summarises (species layers are summarised from the assemblage stores).
@@ -199,7 +200,7 @@ def bin_of(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def run_index_dir(data_dir: Path, run_id: str) -> Path:
-    return data_dir / "runs" / run_id / INDEX_DIR
+    return DataLayout(data_dir).report_index_dir(run_id)
 
 
 _build_lock = threading.Lock()
@@ -248,7 +249,7 @@ def _build(data_dir: Path, run_id: str, tile_ids: list[str], bands: list[BandSpe
     tiles = []
     for tile_id in tile_ids:
         tile = MetaTile.from_id(tile_id)
-        store = data_dir / "runs" / run_id / "metatiles" / tile_id / ASSEMBLAGE_FILE
+        store = DataLayout(data_dir).metatile_dir(run_id, tile_id) / ASSEMBLAGE_FILE
         if not store.is_file():
             raise ReportIndexError(f"meta-tile {tile_id} of run {run_id} has no assemblage store ({ASSEMBLAGE_FILE}): "
                                    f"the run predates area reports; compute the region again (geoflora compute)")
@@ -344,7 +345,7 @@ class RunIndex:
     def __init__(self, data_dir: Path, run_id: str) -> None:
         self.folder = run_index_dir(data_dir, run_id)
         self.meta = json.loads((self.folder / "meta.json").read_text())
-        self.run_dir = data_dir / "runs" / run_id
+        self.layout, self.run_id = DataLayout(data_dir), run_id
         self.species_ids = np.asarray(self.meta["species_ids"], np.int64)
         self.code_scale = float(self.meta["code_scale"])
         self.continuous = self.meta["continuous"]
@@ -359,6 +360,6 @@ class RunIndex:
         with self._lock:
             t = self._tiles.get(tile_id)
             if t is None:
-                t = TileIndex(self.folder / tile_id, self.run_dir / "metatiles" / tile_id / ASSEMBLAGE_FILE)
+                t = TileIndex(self.folder / tile_id, self.layout.metatile_dir(self.run_id, tile_id) / ASSEMBLAGE_FILE)
                 self._tiles[tile_id] = t
             return t

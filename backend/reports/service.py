@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -16,15 +17,16 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.core.errors import InvalidInput, NoLiveRun, NotFound
+from backend.core.settings import Settings
 from backend.db.models import Report, Run, Species, utcnow
-from backend.errors import InvalidInput, NoLiveRun, NotFound
+from backend.db.queries import live_run, run_or_404
 from backend.reports.aggregate import area_sums
 from backend.reports.content import SpeciesTable, build_report
 from backend.reports.geometry import Area, parse_area
-from backend.reports.search import NameIndex
 from backend.reports.index import VERSION as INDEX_VERSION
 from backend.reports.index import RunIndex, band_specs, build_index, index_version, run_index_dir
-from backend.settings import Settings
+from backend.reports.search import NameIndex
 from inference.grid import CELL_M, MetaTile
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,13 @@ def status_body(row: Report) -> dict:
 class ReportService:
     """One per server process: caches each run's index and species table."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session],
+                 send_to_workers: Callable[[str], None] | None = None) -> None:
+        """``send_to_workers(report_id)`` sends a stored pending report to the Celery workers (settings
+        ``report_executor`` 'celery'; the app factory passes it); otherwise a thread computes it."""
         self.settings = settings
         self.sessions = sessions
+        self.send_to_workers = send_to_workers
         self._indexes: dict[str, RunIndex] = {}
         self._tables: dict[str, SpeciesTable] = {}
         self._lock = threading.Lock()
@@ -62,13 +68,11 @@ class ReportService:
     # --- runs and their index -------------------------------------------------------------------
     def resolve_run(self, session: Session, run_id: str | None) -> Run:
         if run_id is None:
-            run = session.scalars(select(Run).where(Run.is_live.is_(True))).first()
+            run = live_run(session)
             if run is None:
                 raise NoLiveRun("no run is live yet: compute a region first (geoflora compute)")
             return run
-        run = session.get(Run, run_id)
-        if run is None:
-            raise NotFound(f"unknown run {run_id!r}; see GET /api/runs")
+        run = run_or_404(session, run_id)
         if run.status != "complete":
             raise InvalidInput(f"run {run_id!r} is not complete (status {run.status}): reports need a finished run")
         return run
@@ -180,9 +184,9 @@ class ReportService:
 
     def _dispatch(self, report_id: str) -> None:
         if self.settings.report_executor == "celery":
-            from backend.reports.tasks import compute_report_task
-
-            compute_report_task.delay(report_id)
+            if self.send_to_workers is None:
+                raise RuntimeError("report_executor is 'celery' but this ReportService was given no send_to_workers")
+            self.send_to_workers(report_id)
             return
         with self._lock:
             if self._pool is None:

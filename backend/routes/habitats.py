@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
+from backend.core.errors import NotFound
 from backend.db.models import Habitat
 from backend.deps import CatalogDep, SessionDep
-from backend.errors import NotFound
 from backend.schemas import HabitatNode, error_responses
 
 router = APIRouter(tags=["Habitats"], responses=error_responses(404, 422))

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from backend.catalog import LayerInfo
+from backend.core.layers import LayerInfo
 from backend.deps import CatalogDep
 from backend.schemas import LayerList, LayerOut, RunRef
 from tiles.mapproxy_app import layer_bounds_wgs84

@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from backend.core.errors import InvalidInput, NotReady
 from backend.deps import ReportsDep, SettingsDep
-from backend.errors import InvalidInput, NotReady
 from backend.reports import export
 from backend.reports.geometry import parse_json
 from backend.reports.service import status_body
-from backend.schemas import ReportHabitats, ReportSpeciesPage, ReportState, error_responses, SEARCH_TEXT
+from backend.schemas import SEARCH_TEXT, ReportHabitats, ReportSpeciesPage, ReportState, error_responses
 
 router = APIRouter(tags=["Reports"], responses=error_responses(404, 409, 413, 422, 503))
 

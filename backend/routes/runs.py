@@ -3,8 +3,8 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import select
 
 from backend.db.models import Run
+from backend.db.queries import run_or_404
 from backend.deps import SessionDep
-from backend.errors import NotFound
 from backend.schemas import MetaTileState, RunDetail, RunSummary
 
 router = APIRouter(tags=["Runs"])
@@ -18,9 +18,7 @@ def list_runs(session: SessionDep) -> list[RunSummary]:
 
 @router.get("/runs/{run_id}", response_model=RunDetail, summary="A run and the state of each meta-tile")
 def get_run(run_id: str, session: SessionDep) -> RunDetail:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFound(f"unknown run {run_id!r}; see GET /api/runs")
+    run = run_or_404(session, run_id)
     tiles = [
         MetaTileState(
             tile_id=t.tile_id,

@@ -7,12 +7,12 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Path, Query
 from pyproj import Transformer
-from sqlalchemy import select
 
-from backend.db.models import Run, Species
+from backend.core.errors import NotFound
+from backend.db.models import Species
+from backend.db.queries import live_run
 from backend.deps import ReportsDep, SessionDep
-from backend.errors import NotFound
-from backend.schemas import SpeciesDetail, SpeciesHit, SpeciesPlace, error_responses, SEARCH_TEXT
+from backend.schemas import SEARCH_TEXT, SpeciesDetail, SpeciesHit, SpeciesPlace, error_responses
 from inference.grid import CELLS_PER_METATILE, MetaTile
 
 router = APIRouter(tags=["Species"], responses=error_responses(404, 422, 503))
@@ -45,7 +45,7 @@ def species_detail(species_id: Annotated[int, Path(ge=0, le=2**31 - 1, descripti
     detail = SpeciesDetail(id=sp.id, name=sp.name, family=sp.family, genus=sp.genus, iucn=sp.iucn,
                            eu_directive=sp.eu_directive, threatened=sp.iucn in THREATENED, invasive=sp.invasive,
                            endemic=sp.endemic, tree=sp.tree, woody=sp.woody, attributes=dict(sp.attributes or {}))
-    run = session.scalars(select(Run).where(Run.is_live.is_(True))).first()
+    run = live_run(session)
     if run is None:
         return detail
     detail.run = run.id

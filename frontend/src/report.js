@@ -198,6 +198,20 @@ export function toCsv(columns, rows) {
   return lines.join('\r\n') + '\r\n'
 }
 
+/** Columns of the comparison's CSV download: one line per row of `comparisonRows`. */
+export const COMPARISON_CSV_COLUMNS = [
+  { key: 'group', label: 'group' },
+  { key: 'label', label: 'quantity' },
+  { key: 'units', label: 'units' },
+  { key: 'a', label: 'area A' },
+  { key: 'b', label: 'area B' },
+]
+
+/** CSV text of the comparison table (`rows` from `comparisonRows`), areas A and B side by side. */
+export function comparisonCsv(rows) {
+  return toCsv(COMPARISON_CSV_COLUMNS, rows.map((r) => ({ ...r, a: r.values[0], b: r.values[1] })))
+}
+
 /**
  * The comparison (GET /api/reports/compare) as table rows: `{label, values: [a, b], units}` for
  * the headline numbers, the indicators and traits, and level-1 habitat coverages.

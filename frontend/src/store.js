@@ -1,11 +1,13 @@
 /**
- * Application state: the catalog, the module and layer shown, the report areas, fact sheets and
- * point values, with their actions. Plain reactive state; components stay thin.
+ * Application state: the catalog, the module and layer shown, the report areas, fact sheets, the
+ * species search, the habitat tree and point values, with their actions. Plain reactive state;
+ * components stay thin and reach the API only through these actions.
  */
 import { computed, reactive } from 'vue'
 import * as api from './api.js'
 import { findLayer, firstLayerId, groupLayersByKind } from './catalog.js'
 import { featureInfoRows, featureInfoUrl, queryLayers } from './featureInfo.js'
+import { latestRequest } from './latestRequest.js'
 import { MODULE_DEFAULT_LAYER, classOnlyLayer, mainLayerId, moduleOfLayer, uncertaintyLayerId } from './modules.js'
 
 /** Make a store; `client` is the API module (tests pass a fake). */
@@ -26,6 +28,8 @@ export function createStore(client = api) {
     reports: { a: emptySlot(), b: emptySlot() },
     comparison: null,
     comparisonError: null,
+    speciesSearch: emptySearch(), // the species browser: GET /api/species?q=
+    habitatTree: { nodes: [], error: null }, // the habitat browser: GET /api/habitats
     species: null, // fact sheet: GET /api/species/{id}
     speciesError: null,
     habitat: null, // fact sheet: GET /api/habitats/{code} plus its share of the map
@@ -34,8 +38,10 @@ export function createStore(client = api) {
     classOnly: false, // the habitat fact sheet's "only this habitat" map
   })
 
-  // Each report request gets a number; an answer for a superseded request is dropped.
-  let requests = 0
+  // Only the newest request of each kind may write its answer: a slow old one is dropped.
+  const reportRequests = { a: latestRequest(), b: latestRequest() }
+  const speciesSearches = latestRequest()
+  const habitatTreeRequests = latestRequest()
   const groups = computed(() => groupLayersByKind(state.layers))
   const selectedLayer = computed(() => findLayer(state.layers, state.selectedId))
   /** The layer drawn on the map: the selected one, or its uncertainty layer when toggled on. */
@@ -101,6 +107,36 @@ export function createStore(client = api) {
     if (fallback && findLayer(state.layers, fallback)) {
       state.selectedId = fallback
       state.uncertainty = false
+    }
+  }
+
+  // ---- species search and habitat tree ----------------------------------------------------------
+  /** Search species by name (an empty text clears the hits); only the newest search shows. */
+  async function searchSpecies(text) {
+    const search = speciesSearches.start()
+    const q = String(text ?? '').trim()
+    if (!q) {
+      state.speciesSearch = emptySearch()
+      return
+    }
+    state.speciesSearch.searching = true
+    try {
+      const hits = await client.searchSpecies(q)
+      if (search.current) state.speciesSearch = { hits, error: null, searching: false }
+    } catch (err) {
+      if (search.current) state.speciesSearch = { ...state.speciesSearch, error: err.message || String(err), searching: false }
+    }
+  }
+
+  /** Fetch the EUNIS habitat tree (levels 1 to 3) for the habitat browser. */
+  async function loadHabitatTree() {
+    const request = habitatTreeRequests.start()
+    state.habitatTree = { nodes: [], error: null }
+    try {
+      const nodes = await client.getHabitatTree()
+      if (request.current) state.habitatTree = { nodes, error: null }
+    } catch (err) {
+      if (request.current) state.habitatTree = { nodes: [], error: err.message || String(err) }
     }
   }
 
@@ -191,40 +227,46 @@ export function createStore(client = api) {
   // ---- reports -----------------------------------------------------------------------------------
   /** Compute (or fetch from the store) the report of `geometry` into slot 'a' or 'b'. */
   async function requestReport(slot, geometry, label = '') {
-    const started = ++requests
-    state.reports[slot] = { ...emptySlot(), status: 'computing', geometry, label, started }
+    const request = reportRequests[slot].start()
+    state.reports[slot] = { ...emptySlot(), status: 'computing', geometry, label }
     if (slot === 'a') clearComparison()
     try {
       const report = await client.createReport(geometry, {
         onProgress: (progress) => {
-          if (state.reports[slot].started === started) state.reports[slot].progress = progress
+          if (request.current) state.reports[slot].progress = progress
         },
       })
-      if (state.reports[slot].started !== started) return // superseded by a newer area
+      if (!request.current) return // superseded by a newer area, or cleared
       state.reports[slot] = { ...state.reports[slot], status: 'done', report, geometry: report.geometry ?? geometry }
       if (state.reports.a.report && state.reports.b.report) await loadComparison()
     } catch (err) {
-      if (state.reports[slot].started !== started) return
+      if (!request.current) return
       state.reports[slot] = { ...state.reports[slot], status: 'error', error: err.message || String(err) }
     }
   }
 
   /** Load a stored report by id (permalinks). */
   async function loadReport(slot, id) {
-    state.reports[slot] = { ...emptySlot(), status: 'computing', started: ++requests }
+    const request = reportRequests[slot].start()
+    state.reports[slot] = { ...emptySlot(), status: 'computing' }
     try {
       const report = await client.getReport(id)
+      if (!request.current) return
       const label = `Shared area ${report.id.slice(0, 8)}`
       state.reports[slot] = { ...emptySlot(), status: 'done', report, geometry: report.geometry, label }
       if (state.reports.a.report && state.reports.b.report) await loadComparison()
     } catch (err) {
+      if (!request.current) return
       state.reports[slot] = { ...emptySlot(), status: 'error', error: err.message || String(err) }
     }
   }
 
+  /** Close a report area, dropping its pending answer; closing 'a' closes 'b' too. */
   function clearReport(slot) {
-    state.reports[slot] = emptySlot()
-    if (slot === 'a') state.reports.b = emptySlot()
+    for (const s of slot === 'a' ? ['a', 'b'] : [slot]) {
+      reportRequests[s].cancel()
+      state.reports[s] = emptySlot()
+    }
     clearComparison()
   }
 
@@ -267,6 +309,8 @@ export function createStore(client = api) {
     openHabitat,
     closeHabitat,
     setClassOnly,
+    searchSpecies,
+    loadHabitatTree,
     queryPoint,
     requestReport,
     loadReport,
@@ -275,7 +319,11 @@ export function createStore(client = api) {
 }
 
 function emptySlot() {
-  return { status: 'idle', report: null, geometry: null, error: null, progress: null, label: '', started: 0 }
+  return { status: 'idle', report: null, geometry: null, error: null, progress: null, label: '' }
+}
+
+function emptySearch() {
+  return { hits: [], error: null, searching: false }
 }
 
 /** The store the app uses. */

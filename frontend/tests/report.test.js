@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import {
   COLUMNS,
+  COMPARISON_CSV_COLUMNS,
   cellText,
+  comparisonCsv,
   comparisonRows,
   csvField,
   exportUrl,
@@ -113,5 +115,38 @@ describe('comparison', () => {
     expect(rows.find((r) => r.label === 'Forests').share).toBe(true)
     expect(jaccard(comparison)).toBe(0.7391)
     expect(comparisonRows(null)).toEqual([])
+  })
+})
+
+describe('comparison CSV', () => {
+  // Two small areas; the second's habitat name holds a comma, so it is quoted.
+  const comparison = {
+    areas: [
+      { area_km2: 82.3, species_present: 23, threatened_species: 2, eu_directive_species: 0, invasive_species: 1, dominant_habitat_l3: 'T13' },
+      { area_km2: 25, species_present: 17, threatened_species: 1, eu_directive_species: 0, invasive_species: 0, dominant_habitat_l3: 'R22, dry' },
+    ],
+    species: { shared_by_all: 17 },
+    indicators: [{ id: 'trait.height', title: 'Plant height', units: 'm', mean: [1.5, null] }],
+    habitats_level1: [{ code: 'T', name: 'T Forests', coverage: [1, 0.25] }],
+  }
+
+  it('names its columns', () => {
+    expect(COMPARISON_CSV_COLUMNS.map((c) => c.key)).toEqual(['group', 'label', 'units', 'a', 'b'])
+    expect(comparisonCsv([])).toBe('group,quantity,units,area A,area B\r\n')
+  })
+
+  it('writes one line per comparison row, area A then area B', () => {
+    expect(comparisonCsv(comparisonRows(comparison)).split('\r\n')).toEqual([
+      'group,quantity,units,area A,area B',
+      'Area,Area,km²,82.3,25',
+      'Area,Species predicted,species,23,17',
+      'Area,Threatened species,species,2,1',
+      'Area,EU directive species,species,0,0',
+      'Area,Invasive species,species,1,0',
+      'Area,Dominant habitat (level 3),,T13,"R22, dry"',
+      'Traits,Plant height,m,1.5,',
+      'Habitats (level 1),Forests,share,1,0.25',
+      '',
+    ])
   })
 })

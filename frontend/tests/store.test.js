@@ -161,3 +161,86 @@ describe('store: modules, reports, fact sheets, points', () => {
     expect(new URL(urls[0], 'http://x').searchParams.get('QUERY_LAYERS')).toBe('indicator.richness,habitat.l3,trait.height')
   })
 })
+
+// A promise with its resolve and reject handles, to answer requests in a chosen order.
+function deferred() {
+  let resolve, reject
+  const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)))
+  return { promise, resolve, reject }
+}
+
+describe('store: latest request wins', () => {
+  it('keeps the newest species search when an older one answers after it', async () => {
+    const answers = { qu: deferred(), quer: deferred() }
+    const store = createStore(fakeApi({ searchSpecies: (q) => answers[q].promise }))
+    const older = store.searchSpecies(' qu ')
+    const newer = store.searchSpecies('quer')
+    expect(store.state.speciesSearch.searching).toBe(true)
+    answers.quer.resolve([{ id: 24, name: 'Quercus robur' }])
+    await newer
+    answers.qu.resolve([{ id: 1, name: 'Quassia' }])
+    await older
+    expect(store.state.speciesSearch).toEqual({ hits: [{ id: 24, name: 'Quercus robur' }], error: null, searching: false })
+  })
+
+  it('drops the error of a superseded search and keeps the hits on an error', async () => {
+    const answers = { a: deferred(), ab: deferred(), abc: deferred() }
+    const store = createStore(fakeApi({ searchSpecies: (q) => answers[q].promise }))
+    const first = store.searchSpecies('a')
+    const second = store.searchSpecies('ab')
+    answers.ab.resolve([{ id: 2, name: 'Abies alba' }])
+    await second
+    answers.a.reject(new Error('late failure'))
+    await first
+    expect(store.state.speciesSearch.error).toBe(null)
+    const third = store.searchSpecies('abc')
+    answers.abc.reject(new Error('/api/species answered 500'))
+    await third
+    expect(store.state.speciesSearch).toEqual({ hits: [{ id: 2, name: 'Abies alba' }], error: '/api/species answered 500', searching: false })
+  })
+
+  it('clears the hits on an empty search and ignores the search still under way', async () => {
+    const pending = deferred()
+    const store = createStore(fakeApi({ searchSpecies: () => pending.promise }))
+    const search = store.searchSpecies('quer')
+    await store.searchSpecies('  ')
+    pending.resolve([{ id: 24, name: 'Quercus robur' }])
+    await search
+    expect(store.state.speciesSearch).toEqual({ hits: [], error: null, searching: false })
+  })
+
+  it('loads the habitat tree, newest load first', async () => {
+    const loads = [deferred(), deferred()]
+    let n = 0
+    const store = createStore(fakeApi({ getHabitatTree: () => loads[n++].promise }))
+    const older = store.loadHabitatTree()
+    const newer = store.loadHabitatTree()
+    loads[1].resolve([{ code: 'T', name: 'Forests', level: 1, mapped: true, children: [] }])
+    await newer
+    loads[0].reject(new Error('late failure'))
+    await older
+    expect(store.state.habitatTree).toEqual({ nodes: [{ code: 'T', name: 'Forests', level: 1, mapped: true, children: [] }], error: null })
+  })
+
+  it('drops the answer of a report whose area was closed meanwhile', async () => {
+    const pending = deferred()
+    const store = createStore(fakeApi({ createReport: () => pending.promise }))
+    const request = store.requestReport('a', { id: 'A' })
+    store.clearReport('a')
+    pending.resolve({ id: 'A' })
+    await request
+    expect(store.state.reports.a).toMatchObject({ status: 'idle', report: null })
+  })
+
+  it('lets a drawn area win over a slower shared report in the same slot', async () => {
+    const shared = deferred()
+    const store = createStore(
+      fakeApi({ getReport: () => shared.promise, createReport: async () => ({ id: 'drawn', geometry: { type: 'Polygon' } }) }),
+    )
+    const permalink = store.loadReport('a', 'shared-id')
+    await store.requestReport('a', { type: 'Polygon' }, 'Drawn rectangle')
+    shared.resolve({ id: 'shared-id', geometry: null })
+    await permalink
+    expect(store.state.reports.a).toMatchObject({ status: 'done', label: 'Drawn rectangle', report: { id: 'drawn' } })
+  })
+})

@@ -71,7 +71,7 @@ class CellCNNConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CellCNNConfig":
+    def from_dict(cls, d: dict) -> CellCNNConfig:
         d = dict(d)
         d["widths"] = tuple(d["widths"])
         return cls(**d)
@@ -248,7 +248,7 @@ class BotaCLIPConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BotaCLIPConfig":
+    def from_dict(cls, d: dict) -> BotaCLIPConfig:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -322,7 +322,7 @@ class BotaCLIP(nn.Module):
     def dim(self) -> int:
         return self.config.dim
 
-    def train(self, mode: bool = True) -> "BotaCLIP":
+    def train(self, mode: bool = True) -> BotaCLIP:
         super().train(mode)
         self.encoder.eval()  # frozen: BatchNorm statistics never move
         return self

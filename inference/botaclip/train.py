@@ -24,9 +24,21 @@ from inference.sdm.dataset import CAL, TEST, TRAIN, region_samples
 from inference.sdm.preprocess import Normalizer
 from inference.sdm.train import _save_atomic
 
-from .model import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, BotaCLIP, BotaCLIPConfig, CellCNN, CellCNNConfig,
-                    HFImageEncoder, ScriptedEncoder, freeze, lists_to_bag, load_frozen_encoder, model_device,
-                    save_cell_cnn)
+from .model import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    BotaCLIP,
+    BotaCLIPConfig,
+    CellCNN,
+    CellCNNConfig,
+    HFImageEncoder,
+    ScriptedEncoder,
+    freeze,
+    lists_to_bag,
+    load_frozen_encoder,
+    model_device,
+    save_cell_cnn,
+)
 
 PCA_PERCENTILES = (2.0, 98.0)
 

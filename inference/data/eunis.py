@@ -8,8 +8,8 @@ level-3 codes carry a dot (``C1.3``). Levels follow the code hierarchy: ``R22 ->
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,16 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from backend.core.errors import DataFormatError
+from backend.core.errors import Found as _D
 from inference.data.eunis import code_ancestors, code_level, code_parent
 
 PathLike = str | os.PathLike
@@ -93,54 +96,6 @@ __all__ = [
 # Errors
 # --------------------------------------------------------------------------------------------
 
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class _D(str):
-    """A description of what was found (shown as is), as opposed to a raw value (shown quoted)."""
-
-
-class DataFormatError(ValueError):
-    """A file that does not follow its format.
-
-    Attributes: ``file`` (the path as given), ``line`` (1-based physical line, header = 1, or
-    None), ``field`` (column / key / attribute name, or None), ``expected`` (what the reader
-    expected, in words) and ``got`` (what it found, or None).
-    """
-
-    def __init__(
-        self,
-        file: PathLike,
-        expected: str,
-        *,
-        line: int | None = None,
-        field: str | None = None,
-        got: Any = None,
-    ) -> None:
-        self.file = str(file)
-        self.line = line
-        self.field = field
-        self.expected = expected
-        self.got = got
-        where = self.file
-        if line is not None:
-            where += f" line {line}"
-        if field is not None:
-            where += f", field {field!r}"
-        msg = f"{where}: expected {expected}"
-        if got is not None:
-            msg += f", got {got if isinstance(got, _D) else _short(got)}"
-        super().__init__(msg)
-
-    def __reduce__(self):  # picklable (Celery, multiprocessing) despite keyword-only arguments
-        return (_rebuild_error, (self.file, self.expected, self.line, self.field, self.got))
-
-
-def _rebuild_error(file, expected, line, field, got) -> DataFormatError:
-    return DataFormatError(file, expected, line=line, field=field, got=got)
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,7 +484,7 @@ class PASurveys:
         return out
 
     @classmethod
-    def from_surveys(cls, surveys: Iterable[PASurvey]) -> "PASurveys":
+    def from_surveys(cls, surveys: Iterable[PASurvey]) -> PASurveys:
         """Build the vectorised form from :class:`PASurvey` objects (ids must be unique)."""
         items = list(surveys)
         ids = [int(s.survey_id) for s in items]

@@ -18,15 +18,16 @@ import csv
 import json
 import os
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from backend.core.errors import RegionError
 from inference.grid import CELL_M, CELLS_PER_METATILE, METATILE_M, MetaTile, Region
 
 from . import eunis
@@ -56,8 +57,6 @@ _SPECIES_COLUMNS = ("id", "name", "genus", "family", "guild", "growth_form", "pf
                     "invasive", "woody", "tree", "endemic", "conifer", "target_prevalence", "detectability")
 
 
-class RegionError(RuntimeError):
-    """A region directory that is missing, unfinished or of another format."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +66,7 @@ def generate_region(out_dir, *, seed: int = 0, x0: float = 4_200_000, y0: float 
                     ny: int = 2, n_species: int = 300, progress: Callable[[str, float], None] | None = None,
                     n_surveys: int | None = None, n_po: int | None = None, n_photos: int | None = None,
                     photo_size: int = 64, margin_m: int = 1000, country: str | None = None,
-                    bioregion: str | None = None) -> "GeneratedRegion":
+                    bioregion: str | None = None) -> GeneratedRegion:
     """Generate a Virtual Europe region of ``nx`` x ``ny`` meta-tiles under ``out_dir``.
 
     ``(x0, y0)`` is snapped down to the 25 km grid. Observation counts default to densities per
@@ -350,7 +349,8 @@ class GeneratedRegion:
                                                float(self._niche["trait_logmean"][i, k]),
                                                float(self._niche["trait_logsd"][i, k]))
                           for k, t in enumerate(_flora.TRAITS)}
-                b = lambda c: row[c] in ("1", "True", "true")
+                def b(c, row=row):
+                    return row[c] in ("1", "True", "true")
                 out.append(Species(i, int(row["id"]), row["name"], row["genus"], row["family"], row["guild"],
                                    row["growth_form"], row["pft"], row["iucn"], b("eu_directive"), b("invasive"),
                                    b("woody"), b("tree"), b("endemic"), b("conifer"),

@@ -48,7 +48,7 @@ class MLPBaseline:
 
     def fit(self, tokens: np.ndarray, labels: np.ndarray, val_tokens: np.ndarray | None = None,
             val_labels: np.ndarray | None = None, epochs: int = 12, batch_size: int = 256, lr: float = 1e-3,
-            weight_decay: float = 1e-4, log=None) -> "MLPBaseline":
+            weight_decay: float = 1e-4, log=None) -> MLPBaseline:
         rng = np.random.default_rng(self.seed)
         y = torch.from_numpy(np.asarray(labels, np.int64))
         opt = torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=weight_decay)
@@ -92,7 +92,7 @@ class MLPBaseline:
 class DominantSpeciesRule:
     """Habitat most often seen with the dominant (first) species in training."""
 
-    def fit(self, tokens: np.ndarray, labels: np.ndarray, vocab_size: int, n_labels: int) -> "DominantSpeciesRule":
+    def fit(self, tokens: np.ndarray, labels: np.ndarray, vocab_size: int, n_labels: int) -> DominantSpeciesRule:
         labels = np.asarray(labels, np.int64)
         first = tokens[:, 0].astype(np.int64)
         counts = np.zeros((vocab_size, n_labels), np.int64)
@@ -107,7 +107,7 @@ class DominantSpeciesRule:
 
 
 class MajorityBaseline:
-    def fit(self, labels: np.ndarray, n_labels: int) -> "MajorityBaseline":
+    def fit(self, labels: np.ndarray, n_labels: int) -> MajorityBaseline:
         self.majority = int(np.bincount(np.asarray(labels, np.int64), minlength=n_labels).argmax())
         return self
 

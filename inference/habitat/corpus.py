@@ -60,7 +60,7 @@ class Lists:
     def __len__(self) -> int:
         return len(self.x)
 
-    def subset(self, idx) -> "Lists":
+    def subset(self, idx) -> Lists:
         return Lists(self.x[idx], self.y[idx], self.label[idx], self.tokens[idx], self.source, self.origin[idx])
 
     @property
@@ -154,7 +154,7 @@ def plots_at(region, x: np.ndarray, y: np.ndarray, label: np.ndarray, rng: np.ra
              max_len: int = 100) -> Lists:
     """One plot per cell (see the module docstring); empty plots are kept as empty rows."""
     rows = []
-    for i, p in _true_p(region, x, y):
+    for _i, p in _true_p(region, x, y):
         n, S = p.shape
         area = np.exp(rng.uniform(np.log(area_m2[0]), np.log(area_m2[1]), n)).astype(np.float32)
         q = 1.0 - np.power(1.0 - np.clip(p, 0, 1 - 1e-7), area[:, None] / 100.0)

@@ -27,7 +27,7 @@ from inference.sdm.dataset import TEST
 
 from . import corpus as C
 from .baselines import DominantSpeciesRule, MajorityBaseline, MLPBaseline
-from .plantbert import load_plantbert, level_codes, truncate
+from .plantbert import level_codes, load_plantbert, truncate
 from .train import PlantBertConfig, training_corpus
 
 

@@ -16,12 +16,11 @@ in decreasing cover; names outside the vocabulary become ``[UNK]`` and are repor
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import torch
 
 from inference.data.readers import read_plantbert_observations
 

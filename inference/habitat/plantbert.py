@@ -23,9 +23,9 @@ the label list, ``top_n``, the training configuration and its report.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class Vocab:
         object.__setattr__(self, "_by_id", {int(s): i + N_SPECIAL for i, s in enumerate(self.species_ids)})
 
     @classmethod
-    def from_region(cls, region) -> "Vocab":
+    def from_region(cls, region) -> Vocab:
         return cls(tuple(int(s) for s in region.species_ids), tuple(s.name for s in region.species))
 
     def __len__(self) -> int:
@@ -244,7 +244,7 @@ class PlantBert:
         prob, idx = p.max(1)
         return idx.numpy().astype(np.int64), prob.numpy()
 
-    def to(self, device) -> "PlantBert":
+    def to(self, device) -> PlantBert:
         self.model.to(device)
         return self
 

@@ -38,8 +38,7 @@ from torch.nn import functional as F
 from inference.sdm.dataset import CAL, TRAIN
 
 from . import corpus as C
-from .plantbert import (MASK, N_SPECIAL, PAD, PlantBert, Vocab, bert_kwargs, build_classifier, build_mlm,
-                        model_inputs)
+from .plantbert import MASK, N_SPECIAL, PAD, PlantBert, Vocab, bert_kwargs, build_classifier, build_mlm, model_inputs
 
 DEFAULT_LR = {"small": 1e-3, "demo": 1e-3, "paper": 1e-4}
 
@@ -80,7 +79,7 @@ class PlantBertConfig:
         return self.lr or DEFAULT_LR[self.size]
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PlantBertConfig":
+    def from_dict(cls, d: dict) -> PlantBertConfig:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

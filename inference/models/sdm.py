@@ -56,7 +56,7 @@ class SDMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SDMConfig":
+    def from_dict(cls, d: dict) -> SDMConfig:
         d = dict(d)
         for k in ("climate_shape", "landsat_shape", "widths", "modalities"):
             if k in d:

@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend.core.errors import AssemblageError
+
 MAGIC = b"GFASM1\n"
 FILE_NAME = "assemblage.bin"
 CHUNK = 50
 
 
-class AssemblageError(ValueError):
-    """A store that is missing, truncated or not an assemblage store."""
 
 
 @dataclass

@@ -1,51 +1,47 @@
-"""Runs: create one over a region, compute its meta-tiles (idempotently), finalise and go live."""
+"""The cascade of a run, as files: plan a run over a region, compute and write one meta-tile's
+outputs (idempotently, every file atomically, the manifest last), and mosaic a finished run's
+outputs. It knows no database: the run lifecycle (backend/jobs/runs.py) keeps the catalog."""
 
 from __future__ import annotations
 
 import json
-import logging
-import math
-import os
-import socket
-import secrets
-from datetime import datetime, timezone
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.models import Habitat, Layer, MetaTileRecord, Run, Species, utcnow
-from backend.settings import Settings
+from backend.core.atomic import sweep_temporaries, write_json
+from backend.core.errors import RunError
+from backend.core.paths import MANIFEST, DataLayout
+from backend.core.settings import Settings
+from inference.data.region import load_region
 from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.pipeline.assemblage import FILE_NAME as ASSEMBLAGE_FILE
 from inference.pipeline.assemblage import write_assemblage
-from inference.pipeline.outputs import (ASSEMBLAGES, EMBEDDING_RGB, OUTPUTS, SPECIES_CODES, SPECIES_PRESENT,
-                                        TRUE_RICHNESS, OutputSpec, files_of, habitat_outputs)
+from inference.pipeline.outputs import (
+    ASSEMBLAGES,
+    EMBEDDING_RGB,
+    OUTPUTS,
+    SPECIES_CODES,
+    SPECIES_PRESENT,
+    TRUE_RICHNESS,
+    OutputSpec,
+    files_of,
+    habitat_outputs,
+)
 from inference.pipeline.stages import Batches, RunProfile, compute_metatile, models_for, run_profile
 from tiles.cog import GDAL_ENV, write_cog, write_cog_band
-from tiles.colormaps import PROBABILITY_CODE_SCALE, continuous_legend
-from tiles.layout import metatile_cog, metatile_dir, mosaic_path, relative
+from tiles.colormaps import PROBABILITY_CODE_SCALE
 from tiles.mosaic import build_vrt
-
-log = logging.getLogger(__name__)
-
-
-class RunError(RuntimeError):
-    """A run that cannot proceed (unknown, incomplete, or its region is missing)."""
-
-
-def new_run_id(region: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{region}-{stamp}-{secrets.token_hex(3)}"
 
 
 @lru_cache(maxsize=4)
-def _load_region(path: str):
-    from inference.data.region import load_region
-
+def load_region_cached(path: str):
+    """The region at ``path``, loaded once per process (every meta-tile of a run reads it)."""
     return load_region(Path(path))
 
 
@@ -64,22 +60,22 @@ def _all_outputs(config: dict) -> list[OutputSpec]:
     return specs
 
 
-def _run_outputs(config: dict) -> list[OutputSpec]:
+def run_outputs(config: dict) -> list[OutputSpec]:
+    """The outputs of a planned run (its ``config``)."""
     wanted = set(config["outputs"])
     return [o for o in _all_outputs(config) if o.layer_id in wanted]
 
 
-def create_run(sessions: sessionmaker[Session], region_name: str, region_path: Path, sdm_checkpoint: Path,
-               device: str = "auto", plantbert_checkpoint: Path | None = None,
-               botaclip_checkpoint: Path | None = None, habitat_step: int = 1) -> str:
-    """Register a pending run over every meta-tile of the region at ``region_path``.
+def plan_run(region_path: Path, sdm_checkpoint: Path, device: str = "auto", plantbert_checkpoint: Path | None = None,
+             botaclip_checkpoint: Path | None = None, habitat_step: int = 1) -> tuple[dict, list[MetaTile]]:
+    """A run's configuration over the region at ``region_path``, and its meta-tiles.
 
-    The run's region-wide profile (conformal threshold, specialist species) is computed here once,
-    so every meta-tile, on any worker, uses the same species lists. Pl@ntBERT (habitat layers) and
+    The region-wide profile (conformal threshold, specialist species) is computed here once, so
+    every meta-tile, on any worker, uses the same species lists. Pl@ntBERT (habitat layers) and
     BotaCLIP (embedding layer) take part when their checkpoints are given; ``habitat_step`` is
     Pl@ntBERT's lattice step (settings ``habitat_step``).
     """
-    region = _load_region(str(region_path.resolve()))
+    region = load_region_cached(str(region_path.resolve()))
     for what, path in (("SDM", sdm_checkpoint), ("Pl@ntBERT", plantbert_checkpoint), ("BotaCLIP", botaclip_checkpoint)):
         if path is not None and not Path(path).is_file():
             raise RunError(f"no {what} checkpoint at {path}: train one with `geoflora train`")
@@ -94,51 +90,24 @@ def create_run(sessions: sessionmaker[Session], region_name: str, region_path: P
         "profile": profile.to_dict(),
     }
     config["outputs"] = [o.layer_id for o in expected_outputs(region, config)]
-    run_id = new_run_id(region_name)
-    with sessions.begin() as session:
-        run = Run(id=run_id, region=region_name, status="running", is_live=False, config=config)
-        session.add(run)
-        for tile in region.grid.metatiles():
-            session.add(
-                MetaTileRecord(
-                    run_id=run_id,
-                    tile_id=tile.id,
-                    footprint=f"SRID=3035;{tile.polygon_wkt()}",
-                    status="pending",
-                )
-            )
-    return run_id
+    return config, list(region.grid.metatiles())
 
 
-def _set_tile_status(sessions, run_id: str, tile_id: str, status: str, error: str | None = None) -> None:
-    values = {"status": status, "error": error, "updated_at": utcnow()}
-    if status == "running":  # one more attempt, by this process
-        values.update(attempts=MetaTileRecord.attempts + 1, worker=f"{socket.gethostname()}:{os.getpid()}")
-    with sessions.begin() as session:
-        session.execute(
-            update(MetaTileRecord)
-            .where(MetaTileRecord.run_id == run_id, MetaTileRecord.tile_id == tile_id)
-            .values(**values)
-        )
-
-
-MANIFEST = "manifest.json"
-
-
-def read_manifest(settings: Settings, run_id: str, tile_id: str) -> dict | None:
+def read_manifest(layout: DataLayout, run_id: str, tile_id: str) -> dict | None:
     """What a finished meta-tile wrote (file -> bytes, species ids), or None if it is not finished."""
-    path = metatile_dir(settings.data_dir, run_id, tile_id) / MANIFEST
+    path = layout.manifest(run_id, tile_id)
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
-def _outputs_exist(settings: Settings, run_id: str, tile_id: str, outputs: list[OutputSpec]) -> bool:
-    manifest = read_manifest(settings, run_id, tile_id)
+def outputs_exist(layout: DataLayout, run_id: str, tile_id: str, outputs: list[OutputSpec]) -> bool:
+    """Whether a meta-tile's manifest is there and lists every output, and every listed file is."""
+    manifest = read_manifest(layout, run_id, tile_id)
     if manifest is None:
         return False
-    folder = metatile_dir(settings.data_dir, run_id, tile_id)
+    folder = layout.metatile_dir(run_id, tile_id)
     listed = set(manifest["files"])
     return ({f"{n}.tif" for n in files_of(outputs)} | {ASSEMBLAGE_FILE} <= listed
             and all((folder / name).is_file() for name in listed))
@@ -146,9 +115,8 @@ def _outputs_exist(settings: Settings, run_id: str, tile_id: str, outputs: list[
 
 def _remove_stale_temporaries(folder: Path) -> None:
     """Temporary files a killed process left behind (never visible as outputs: hidden, .tmp)."""
-    if folder.is_dir():
-        for tmp in [*folder.glob(".*.tmp"), *folder.glob("species/.*.tmp")]:
-            tmp.unlink(missing_ok=True)
+    sweep_temporaries(folder)
+    sweep_temporaries(folder / "species")
 
 
 def _band_stats(data: np.ndarray, nodata: float) -> tuple[float, float]:
@@ -168,18 +136,16 @@ class OutputWriter:
     meta-tile is finished exactly when its manifest exists. Every file is written atomically.
     """
 
-    def __init__(self, settings: Settings, run_id: str, tile: MetaTile, outputs: list[OutputSpec],
+    def __init__(self, layout: DataLayout, run_id: str, tile: MetaTile, outputs: list[OutputSpec],
                  species_ids: np.ndarray | None = None, threads: int = 2) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.settings, self.run_id, self.tile, self.species_ids = settings, run_id, tile, species_ids
-        self.folder = metatile_dir(settings.data_dir, run_id, tile.id)
+        self.layout, self.run_id, self.tile, self.species_ids = layout, run_id, tile, species_ids
+        self.folder = layout.metatile_dir(run_id, tile.id)
         self.files = files_of(outputs)
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
         self.futures: dict = {}
         self.written_species: list[int] = []
 
-    def __enter__(self) -> "OutputWriter":
+    def __enter__(self) -> OutputWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -193,7 +159,7 @@ class OutputWriter:
         self.futures[name] = self.pool.submit(job)
 
     def submit(self, arrays: dict) -> None:
-        settings, run_id, tile = self.settings, self.run_id, self.tile
+        layout, run_id, tile = self.layout, self.run_id, self.tile
         for name, specs in self.files.items():
             if f"{name}.tif" in self.futures or any(s.layer_id not in arrays for s in specs):
                 continue
@@ -206,7 +172,7 @@ class OutputWriter:
                 tags[f"GEOFLORA_MAX_B{s.band}"] = f"{vmax:.6g}"
                 tags[f"GEOFLORA_P99_B{s.band}"] = f"{p99:.6g}"
             self._start(f"{name}.tif", lambda name=name, data=data, specs=specs, tags=tags: write_cog(
-                metatile_cog(settings.data_dir, run_id, tile.id, name), data, transform=tile.transform(),
+                layout.metatile_cog(run_id, tile.id, name), data, transform=tile.transform(),
                 nodata=specs[0].nodata, band_names=[s.layer_id for s in specs], tags=tags,
                 resampling=specs[0].resampling, colormap=specs[0].colortable))
         if SPECIES_CODES in arrays and self.species_ids is not None and not self.written_species:
@@ -238,269 +204,73 @@ class OutputWriter:
         manifest = {"tile": self.tile.id, "run": self.run_id,
                     "files": {name: p.stat().st_size for name, p in paths.items()},
                     "species": self.written_species, "cells": CELLS_PER_METATILE * CELLS_PER_METATILE}
-        tmp = self.folder / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest))
-        os.replace(tmp, self.folder / MANIFEST)
+        write_json(self.folder / MANIFEST, manifest)
         return manifest
 
 
-def write_outputs(settings: Settings, run_id: str, tile: MetaTile, arrays: dict[str, np.ndarray],
+def write_outputs(layout: DataLayout, run_id: str, tile: MetaTile, arrays: dict[str, np.ndarray],
                   outputs: list[OutputSpec], species_ids: np.ndarray | None = None, threads: int = 2) -> dict:
     """One COG per output file (its layers as bands), one per species present in the tile, the
     assemblage store, then the manifest, last (:class:`OutputWriter` with every array at once)."""
-    return OutputWriter(settings, run_id, tile, outputs, species_ids, threads).finish(arrays)
+    return OutputWriter(layout, run_id, tile, outputs, species_ids, threads).finish(arrays)
 
 
-def process_metatile(settings: Settings, sessions: sessionmaker[Session], run_id: str, tile_id: str,
-                     writer=None):
-    """Compute and write every output of one meta-tile. Returns 'done' or 'skipped' (already done).
-
-    Idempotent: a meta-tile whose outputs are all in place is not recomputed. Each file is written
-    atomically, so a crash leaves either the old state or the complete file. With ``writer`` (an
-    executor), the files are written there and a future is returned at once, so the caller can
-    compute the next meta-tile while this one is written.
-    """
-    with sessions() as session:
-        record = session.scalars(
-            select(MetaTileRecord).where(MetaTileRecord.run_id == run_id, MetaTileRecord.tile_id == tile_id)
-        ).first()
-        run = session.get(Run, run_id)
-        if record is None or run is None:
-            raise RunError(f"meta-tile {tile_id} is not part of run {run_id}")
-        config = dict(run.config)
-        status = record.status
-    outputs = _run_outputs(config)
-    if status == "done" and _outputs_exist(settings, run_id, tile_id, outputs):
-        return "skipped"
-    _set_tile_status(sessions, run_id, tile_id, "running")
-    _remove_stale_temporaries(metatile_dir(settings.data_dir, run_id, tile_id))
-
-    def fail(exc: BaseException) -> None:
-        _set_tile_status(sessions, run_id, tile_id, "failed", error=f"{type(exc).__name__}: {exc}")
-
-    out = None
+def compute_metatile_files(settings: Settings, run_id: str, tile_id: str, config: dict) -> Callable[[], dict]:
+    """Compute one meta-tile of a planned run (its ``config``); the SDM-derived files are written
+    while Pl@ntBERT and BotaCLIP compute. Returns ``finish()``, which writes the rest and the
+    manifest (returned), so the caller may compute the next meta-tile meanwhile."""
+    layout = settings.layout
+    folder = layout.metatile_dir(run_id, tile_id)
+    _remove_stale_temporaries(folder)
+    region = load_region_cached(config["region_path"])
+    tile = MetaTile.from_id(tile_id)
+    models = models_for(Path(config["sdm_checkpoint"]), settings.device,
+                        *(Path(p) if p else None for p in (config.get("plantbert_checkpoint"),
+                                                            config.get("botaclip_checkpoint"))),
+                        batches=Batches.from_settings(settings))
+    # an old manifest goes first: files are replaced from now on, the meta-tile is not finished
+    layout.manifest(run_id, tile_id).unlink(missing_ok=True)
+    out = OutputWriter(layout, run_id, tile, run_outputs(config), models.species_ids)
     try:
-        region = _load_region(config["region_path"])
-        tile = MetaTile.from_id(tile_id)
-        models = models_for(Path(config["sdm_checkpoint"]), settings.device,
-                            *(Path(p) if p else None for p in (config.get("plantbert_checkpoint"),
-                                                                config.get("botaclip_checkpoint"))),
-                            batches=Batches.from_settings(settings))
-        # an old manifest goes first: files are replaced from now on, the meta-tile is not finished
-        (metatile_dir(settings.data_dir, run_id, tile_id) / MANIFEST).unlink(missing_ok=True)
-        out = OutputWriter(settings, run_id, tile, outputs, models.species_ids)
-        # the SDM-derived files are written while Pl@ntBERT and BotaCLIP compute
         arrays = compute_metatile(region, tile, models, RunProfile.from_dict(config["profile"]), ready=out.submit)
-    except Exception as exc:
-        if out is not None:
-            out.close()
-        fail(exc)
+    except BaseException:
+        out.close()
         raise
-
-    def write() -> str:
-        try:
-            out.finish(arrays)
-        except Exception as exc:
-            fail(exc)
-            raise
-        _set_tile_status(sessions, run_id, tile_id, "done")
-        return "done"
-
-    return write() if writer is None else writer.submit(write)
+    return lambda: out.finish(arrays)
 
 
-def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    magnitude = 10 ** math.floor(math.log10(value))
-    return math.ceil(value / magnitude * 2) / 2 * magnitude
+@dataclass(frozen=True)
+class Mosaic:
+    """One output file mosaicked over a run: its VRT, the layers (bands) it holds, and each band's
+    99th percentile over the run (the top of a continuous layer's colour scale)."""
+
+    path: Path
+    specs: list[OutputSpec]
+    p99: dict[int, float]
 
 
-def _register_layers(session: Session, settings: Settings, run_id: str, name: str, specs: list[OutputSpec],
-                     cogs: list[Path]) -> None:
-    """One VRT mosaic per output file; one catalog layer per band."""
-    vrt = mosaic_path(settings.data_dir, run_id, name)
-    build_vrt(vrt, cogs)
-    with rasterio.Env(**GDAL_ENV):
-        tags = []
-        for cog in cogs:
-            with rasterio.open(cog) as src:
-                tags.append(src.tags())
-    for spec in specs:
-        if spec.rescale is not None:
-            vmin, vmax = spec.rescale
-        else:
-            vmin, vmax = 0.0, _nice_max(max(float(t.get(f"GEOFLORA_P99_B{spec.band}", 0.0)) for t in tags))
-        categorical = spec.legend is not None
-        session.merge(
-            Layer(
-                run_id=run_id,
-                id=spec.layer_id,
-                kind=spec.kind,
-                title=spec.title,
-                description=spec.description,
-                units=spec.units,
-                path=relative(settings.data_dir, vrt),
-                band=spec.band,
-                colormap=spec.colormap,
-                rescale_min=None if categorical else vmin,
-                rescale_max=None if categorical else vmax,
-                legend=spec.legend if categorical else continuous_legend(spec.colormap or "viridis", vmin, vmax,
-                                                                         spec.units),
-            )
-        )
+def build_mosaics(layout: DataLayout, run_id: str, config: dict, tile_ids: list[str]) -> list[Mosaic]:
+    """One VRT mosaic (with region overviews) per output file of a finished run."""
+    mosaics = []
+    for name, specs in files_of(run_outputs(config)).items():
+        cogs = [layout.metatile_cog(run_id, t, name) for t in tile_ids]
+        vrt = build_vrt(layout.mosaic_path(run_id, name), cogs)
+        with rasterio.Env(**GDAL_ENV):
+            tags = []
+            for cog in cogs:
+                with rasterio.open(cog) as src:
+                    tags.append(src.tags())
+        p99 = {s.band: max(float(t.get(f"GEOFLORA_P99_B{s.band}", 0.0)) for t in tags) for s in specs}
+        mosaics.append(Mosaic(vrt, specs, p99))
+    return mosaics
 
 
-def _register_species_layers(session: Session, settings: Settings, run_id: str, tile_ids: list[str], region,
-                             threshold: float) -> None:
-    """Probability and presence layers of every species in the assemblage of some cell of the run."""
-    from tiles.colormaps import PRESENCE_COLOR, hex_color
-
+def build_species_mosaics(layout: DataLayout, run_id: str, tile_ids: list[str]) -> dict[int, Path]:
+    """Species id -> VRT mosaic of its probability over the meta-tiles whose assemblages hold it."""
     tiles_of: dict[int, list[Path]] = {}
     for tile_id in tile_ids:
-        manifest = read_manifest(settings, run_id, tile_id) or {"species": []}
+        manifest = read_manifest(layout, run_id, tile_id) or {"species": []}
         for sid in manifest["species"]:
-            tiles_of.setdefault(int(sid), []).append(metatile_dir(settings.data_dir, run_id, tile_id) / "species"
-                                                     / f"{sid}.tif")
-    names = {int(sp.id): sp.name for sp in region.species}
-    t_code = min(PROBABILITY_CODE_SCALE, max(1, math.ceil(threshold * PROBABILITY_CODE_SCALE - 1e-9)))
-    presence_legend = {"type": "categorical", "items": [
-        {"value": 1, "label": f"present (probability >= {threshold:.3g}, the conformal threshold)",
-         "color": hex_color(PRESENCE_COLOR)}]}
-    prob_legend = continuous_legend("ylgn", 0.0, 1.0, "probability")
-    rows = []
-    for sid, cogs in sorted(tiles_of.items()):
-        vrt = build_vrt(mosaic_path(settings.data_dir, run_id, f"species/{sid}"), cogs)
-        path = relative(settings.data_dir, vrt)
-        name = names.get(sid, f"species {sid}")
-        rows.append(dict(run_id=run_id, id=f"species.{sid}", kind="species", title=name, species_id=sid,
-                         description=(f"Calibrated probability that {name} is present in a 100 m2 plot of the "
-                                      f"50 m cell (deep-SDM)."),
-                         units="probability", path=path, band=1, colormap="ylgn", rescale_min=0.0,
-                         rescale_max=float(PROBABILITY_CODE_SCALE), legend=prob_legend))
-        rows.append(dict(run_id=run_id, id=f"species.{sid}.presence", kind="species-presence",
-                         title=f"{name} (predicted presence)", species_id=sid,
-                         description=(f"Cells whose assemblage contains {name}: probability at or above the "
-                                      f"conformal threshold {threshold:.3g}."),
-                         units=None, path=path, band=1, colormap=f"presence-{t_code:03d}", rescale_min=None,
-                         rescale_max=None, legend=presence_legend))
-    if rows:
-        session.execute(Layer.__table__.insert(), rows)  # one bulk insert (a run registers thousands)
-
-
-def species_row(sp) -> Species:
-    """Catalog row of a species of a generated (or real) flora."""
-    from dataclasses import asdict
-
-    return Species(
-        id=int(sp.id),
-        name=sp.name,
-        family=sp.family,
-        genus=sp.genus,
-        iucn=sp.iucn or None,
-        eu_directive=bool(sp.eu_directive),
-        invasive=bool(sp.invasive),
-        woody=bool(sp.woody),
-        tree=bool(sp.tree),
-        endemic=bool(sp.endemic),
-        attributes={
-            "growth_form": sp.growth_form,
-            "pft": sp.pft,
-            "guild": sp.guild,
-            "conifer": bool(sp.conifer),
-            "traits": {name: asdict(dist) for name, dist in sp.traits.items()},
-        },
-    )
-
-
-def _register_flora(session: Session, region) -> None:
-    from inference.data import eunis
-
-    for sp in region.species:
-        session.merge(species_row(sp))
-    # Parents first, so the self-referencing foreign key holds on both databases.
-    for hab in sorted(eunis.all_types(), key=lambda h: h.level):
-        session.merge(Habitat(code=hab.code, name=hab.name, level=hab.level, parent=hab.parent))
-
-
-def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: str, make_live: bool = True) -> None:
-    """Mosaic and register every output, build the run's report index, then mark the run complete
-    and make it live in one transaction. Safe to call again after a crash at any point."""
-    with sessions() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise RunError(f"unknown run {run_id}")
-        pending = [t.tile_id for t in run.metatiles if t.status != "done"]
-        tile_ids = [t.tile_id for t in run.metatiles]
-        config = dict(run.config)
-    if pending:
-        raise RunError(f"run {run_id} is not complete: meta-tiles {', '.join(pending)} are not done")
-    region = _load_region(config["region_path"])
-    with sessions.begin() as session:  # the run is not complete yet: no client sees these rows
-        session.execute(delete(Layer).where(Layer.run_id == run_id))  # a finaliser that died half-way
-        for name, specs in files_of(_run_outputs(config)).items():
-            cogs = [metatile_cog(settings.data_dir, run_id, t, name) for t in tile_ids]
-            _register_layers(session, settings, run_id, name, specs, cogs)
-        _register_species_layers(session, settings, run_id, tile_ids, region, float(config["profile"]["threshold"]))
-        _register_flora(session, region)
-    # Area reports read per-block aggregates; built here so that no user's first report pays for it.
-    from backend.reports.index import band_specs, build_index
-
-    with sessions() as session:
-        build_index(settings.data_dir, run_id, tile_ids, band_specs(session.get(Run, run_id).layers))
-    with sessions.begin() as session:
-        run = session.get(Run, run_id)
-        run.status = "complete"
-        run.finished_at = utcnow()
-        if make_live:
-            session.execute(update(Run).where(Run.id != run_id).values(is_live=False))
-            run.is_live = True
-    if make_live:
-        from tiles.mapproxy_app import drop_stale_caches
-
-        drop_stale_caches(settings, run_id)
-
-
-def live_run_for(sessions: sessionmaker[Session], region_name: str) -> str | None:
-    with sessions() as session:
-        return session.scalars(
-            select(Run.id).where(Run.region == region_name, Run.is_live.is_(True), Run.status == "complete")
-        ).first()
-
-
-def run_local(settings: Settings, sessions: sessionmaker[Session], region_name: str, region_path: Path,
-              sdm_checkpoint: Path, progress: bool = True, plantbert_checkpoint: Path | None = None,
-              botaclip_checkpoint: Path | None = None) -> str:
-    """Create a run and compute it in this process, meta-tile after meta-tile, then go live."""
-    from tqdm import tqdm
-
-    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device,
-                        plantbert_checkpoint, botaclip_checkpoint, settings.habitat_step)
-    with sessions() as session:
-        tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    # Meta-tile i's COGs are written while meta-tile i + 1 is computed (one in flight bounds memory).
-    pending: Future | None = None
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        for tile_id in tqdm(tiles, desc=f"run {run_id}", unit="meta-tile", disable=not progress):
-            result = process_metatile(settings, sessions, run_id, tile_id, writer=writer)
-            if pending is not None:
-                pending.result()
-            pending = result if isinstance(result, Future) else None
-        if pending is not None:
-            pending.result()
-    finalize_run(settings, sessions, run_id)
-    return run_id
-
-
-__all__ = [
-    "RunError",
-    "create_run",
-    "process_metatile",
-    "OutputWriter",
-    "write_outputs",
-    "finalize_run",
-    "run_local",
-    "live_run_for",
-]
+            tiles_of.setdefault(int(sid), []).append(layout.metatile_dir(run_id, tile_id) / "species" / f"{sid}.tif")
+    return {sid: build_vrt(layout.mosaic_path(run_id, f"species/{sid}"), cogs)
+            for sid, cogs in sorted(tiles_of.items())}

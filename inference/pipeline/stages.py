@@ -15,10 +15,10 @@ from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
 from inference.indicators import SpeciesAttributes, compute_indicators, specialist_mask
 from inference.pipeline.assemblage import chunk_assemblages
 from inference.pipeline.outputs import ASSEMBLAGES, SPECIES_CODES, SPECIES_PRESENT, TRAIT_TITLES, TRUE_RICHNESS
-from inference.traits.evaluate import species_log_medians
-from inference.traits.maps import cwm
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
 from inference.sdm.train import load_sdm
+from inference.traits.evaluate import species_log_medians
+from inference.traits.maps import cwm
 from tiles.colormaps import PROBABILITY_CODE_SCALE
 
 
@@ -32,7 +32,7 @@ class CascadeModels:
     checkpoint: Path
     plantbert: object | None = None
     botaclip: object | None = None
-    batches: "Batches" = None
+    batches: Batches = None
 
     @property
     def threshold(self) -> float:
@@ -54,7 +54,7 @@ class RunProfile:
                 "habitat_step": self.habitat_step}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunProfile":
+    def from_dict(cls, d: dict) -> RunProfile:
         return cls(float(d["threshold"]), tuple(int(i) for i in d["specialists"]), int(d["sample_cells"]),
                    int(d.get("habitat_step", 1)))
 
@@ -68,7 +68,7 @@ class Batches:
     lists: int = 512
 
     @classmethod
-    def from_settings(cls, settings) -> "Batches":
+    def from_settings(cls, settings) -> Batches:
         return cls(settings.batch_s2_rows, settings.batch_cubes, settings.batch_lists)
 
 

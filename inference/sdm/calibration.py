@@ -41,7 +41,7 @@ class Calibration:
         return asdict(self)
 
     @classmethod
-    def identity(cls, n_species: int) -> "Calibration":
+    def identity(cls, n_species: int) -> Calibration:
         return cls(1.0, 0.0, [0.0] * n_species, 0.0, float("nan"), float("nan"))
 
     def apply_logits(self, logits: np.ndarray | torch.Tensor):

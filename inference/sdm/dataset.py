@@ -41,7 +41,7 @@ class SDMData:
     def __len__(self) -> int:
         return len(self.x)
 
-    def subset(self, mask: np.ndarray) -> "SDMData":
+    def subset(self, mask: np.ndarray) -> SDMData:
         return SDMData(
             x=self.x[mask], y=self.y[mask], labels=self.labels[mask], is_po=self.is_po[mask],
             species_ids=self.species_ids,
@@ -52,7 +52,7 @@ class SDMData:
             area=None if self.area is None else self.area[mask],
         )
 
-    def part(self, split: int, pa_only: bool = False) -> "SDMData":
+    def part(self, split: int, pa_only: bool = False) -> SDMData:
         mask = self.split == split
         if pa_only:
             mask &= ~self.is_po

@@ -134,7 +134,7 @@ class GeoPlantLayout:
         return None
 
     @classmethod
-    def discover(cls, root: PathLike, **overrides: PathLike | None) -> "GeoPlantLayout":
+    def discover(cls, root: PathLike, **overrides: PathLike | None) -> GeoPlantLayout:
         """Find the standard GLC24 / GLC25 names under ``root`` (up to 5 folder levels deep).
 
         ``overrides`` (any field name) replace what would be searched for and must exist. Folders

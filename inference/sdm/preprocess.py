@@ -32,7 +32,7 @@ class Normalizer:
     std: dict[str, np.ndarray]
 
     @classmethod
-    def fit(cls, inputs: dict[str, np.ndarray], max_samples: int = 4096, seed: int = 0) -> "Normalizer":
+    def fit(cls, inputs: dict[str, np.ndarray], max_samples: int = 4096, seed: int = 0) -> Normalizer:
         rng = np.random.default_rng(seed)
         mean, std = {}, {}
         for name, arr in inputs.items():
@@ -59,6 +59,6 @@ class Normalizer:
                 "std": {k: v.tolist() for k, v in self.std.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Normalizer":
+    def from_dict(cls, d: dict) -> Normalizer:
         return cls({k: np.asarray(v, np.float32) for k, v in d["mean"].items()},
                    {k: np.asarray(v, np.float32) for k, v in d["std"].items()})

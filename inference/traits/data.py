@@ -76,7 +76,7 @@ class PhotoSet:
     def __len__(self) -> int:
         return len(self.image)
 
-    def subset(self, idx) -> "PhotoSet":
+    def subset(self, idx) -> PhotoSet:
         idx = np.asarray(idx)
         return replace(self, image=self.image[idx], lon=self.lon[idx], lat=self.lat[idx], x=self.x[idx],
                        y=self.y[idx], pft=self.pft[idx], log_median=self.log_median[idx], log_sd=self.log_sd[idx],

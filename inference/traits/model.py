@@ -87,7 +87,7 @@ class TraitNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TraitNetConfig":
+    def from_dict(cls, d: dict) -> TraitNetConfig:
         d = dict(d)
         for k in ("traits", "laplace_traits"):
             if k in d:
@@ -188,8 +188,13 @@ class FrozenEncoders(nn.Module):
     def __init__(self, config: TraitNetConfig, dinov2_path: Path | str | None = None,
                  depth_path: Path | str | None = None, state_dict: dict | None = None) -> None:
         super().__init__()
-        from transformers import (AutoModel, DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config,
-                                  Dinov2Model)
+        from transformers import (
+            AutoModel,
+            DepthAnythingConfig,
+            DepthAnythingForDepthEstimation,
+            Dinov2Config,
+            Dinov2Model,
+        )
 
         self.config = config
         self.sources: dict[str, dict] = {}

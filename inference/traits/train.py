@@ -33,7 +33,7 @@ Cleaning loop (:func:`train_with_cleaning`), exactly:
    ``turning_tolerance`` (0.005) of the best score. The model trained at f* is the final model.
    All candidates use the same seed, so the curve compares data, not initialisations.
 
-The checkpoint (``settings.models_dir / region / "traits.pt"``) holds the model configuration,
+The checkpoint (``settings.layout.models_dir / region / "traits.pt"``) holds the model configuration,
 the random stand-in encoders' weights (pretrained ones stay in their local folder and are named
 by path), the trainable weights, the label scaler, the cleaning record and the report; a JSON
 report is written beside it.
@@ -95,7 +95,7 @@ class Features:
         return len(self.image)
 
     @classmethod
-    def build(cls, feats: dict[str, torch.Tensor], photos: PhotoSet) -> "Features":
+    def build(cls, feats: dict[str, torch.Tensor], photos: PhotoSet) -> Features:
         return cls(image=feats["image"].float(), geo=GeoEncoder.inputs(photos.lon, photos.lat, photos.month),
                    depth=feats["depth"].float() if "depth" in feats else None)
 
@@ -113,7 +113,7 @@ class LabelScaler:
     sd: np.ndarray
 
     @classmethod
-    def fit(cls, log_median: np.ndarray) -> "LabelScaler":
+    def fit(cls, log_median: np.ndarray) -> LabelScaler:
         mean = np.nanmean(log_median, 0)
         sd = np.nanstd(log_median, 0)
         if not np.all(np.isfinite(mean)):
@@ -130,7 +130,7 @@ class LabelScaler:
         return {"mean": self.mean.tolist(), "sd": self.sd.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LabelScaler":
+    def from_dict(cls, d: dict) -> LabelScaler:
         return cls(np.asarray(d["mean"], np.float64), np.asarray(d["sd"], np.float64))
 
 
@@ -243,7 +243,7 @@ def train_plain(feats: Features, photos: PhotoSet, train_idx: np.ndarray, scaler
 
 def train_with_cleaning(feats: Features, photos: PhotoSet, train_idx: np.ndarray, ref_idx: np.ndarray,
                         ref_target: np.ndarray, scaler: LabelScaler, mcfg: TraitNetConfig, cfg: TraitTrainConfig,
-                        geo_weights: Path | None = None, log=print) -> tuple[TraitNet, dict, "Screen"]:
+                        geo_weights: Path | None = None, log=print) -> tuple[TraitNet, dict, Screen]:
     """The two-step cleaning loop of the module docstring; returns the final model, its record and
     the step-1 screen."""
     train_idx = np.asarray(train_idx)

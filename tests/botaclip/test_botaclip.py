@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from inference.botaclip.embed import embed_points, metatile_embeddings, pca_rgb
-from inference.botaclip.model import (BandError, BotaCLIPConfig, CellCNN, CellCNNConfig, HFImageEncoder,
-                                      load_frozen_encoder)
+from inference.botaclip.model import (
+    BandError,
+    BotaCLIPConfig,
+    CellCNN,
+    CellCNNConfig,
+    HFImageEncoder,
+    load_frozen_encoder,
+)
 from inference.botaclip.train import load_botaclip, retrieval, survey_pairs, train_botaclip
 from inference.data.region import load_region
 

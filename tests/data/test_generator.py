@@ -144,7 +144,8 @@ def test_true_probability_shape_and_consistency(region, tile, prob):
     assert prob.shape == (60, 500, 500) and prob.dtype == np.float32
     assert np.isfinite(prob).all() and prob.min() >= 0 and prob.max() <= 1
     xs, ys = region.cell_centres(tile)
-    rr = np.array([3, 250, 499]); cc = np.array([7, 100, 480])
+    rr = np.array([3, 250, 499])
+    cc = np.array([7, 100, 480])
     at = region.true_probability_at(xs[rr, cc], ys[rr, cc])
     np.testing.assert_allclose(at, prob[:, rr, cc].T, rtol=1e-4, atol=1e-6)
     parts = np.concatenate([p for _, p in region.iter_true_probability(tile, chunk=25)])
@@ -158,7 +159,9 @@ def test_prevalence_range(region, prob):
     richness = prob.sum(0)                                     # species per 100 m2 plot
     assert 0.02 * len(prev) < richness.mean() < 0.3 * len(prev)
     target = np.array([s.target_prevalence for s in region.species])
-    rank = lambda a: np.argsort(np.argsort(a))
+    def rank(a):
+        return np.argsort(np.argsort(a))
+
     assert np.corrcoef(rank(prev), rank(target))[0, 1] > 0.8   # calibrated per species
 
 
@@ -172,7 +175,8 @@ def test_pa_csv_format_and_truth(region, prob):
         assert int(r["speciesId"]) in ids
     assert len(surveys) > 0.6 * KW["n_surveys"] and len(rows) / len(surveys) > 2
     first = [v[0] for v in surveys.values()]
-    lon = np.array([float(r["lon"]) for r in first]); lat = np.array([float(r["lat"]) for r in first])
+    lon = np.array([float(r["lon"]) for r in first])
+    lat = np.array([float(r["lat"]) for r in first])
     area = np.array([float(r["areaInM2"]) for r in first])
     assert 1 <= area.min() and area.max() <= 1000 and np.median(area) == pytest.approx(100, rel=0.5)
     assert all(2017 <= int(r["year"]) <= 2021 for r in first)

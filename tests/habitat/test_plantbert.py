@@ -11,8 +11,16 @@ from inference.data import eunis
 from inference.data.readers import write_plantbert_observations
 from inference.habitat import corpus as C
 from inference.habitat.infer import classify_metatile, classify_tsv, level_index, unique_rows
-from inference.habitat.plantbert import (PAD, UNK, PlantBert, Vocab, bert_kwargs, build_classifier,
-                                         level_codes, load_plantbert)
+from inference.habitat.plantbert import (
+    PAD,
+    UNK,
+    PlantBert,
+    Vocab,
+    bert_kwargs,
+    build_classifier,
+    level_codes,
+    load_plantbert,
+)
 from inference.habitat.train import PlantBertConfig, train_plantbert
 
 TINY_BERT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
@@ -166,7 +174,7 @@ def test_errors(tmp_path, random_bert):
 
 def test_sizes_and_the_make_run_configuration():
     """small (make run) < demo < paper; the make-run schedule names a known size and cuts lists to 50."""
-    from backend.cli import DEMO_PLANTBERT
+    from backend.cli.runs import DEMO_PLANTBERT
     from inference.habitat.plantbert import SIZES, bert_kwargs, build_classifier
 
     params = {}

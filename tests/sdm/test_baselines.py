@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.sdm.baselines import (FEATURE_NAMES, fit_maxent, fit_random_forest, predict_maxent,
-                                     predict_random_forest, tabular_features)
+from inference.sdm.baselines import (
+    FEATURE_NAMES,
+    fit_maxent,
+    fit_random_forest,
+    predict_maxent,
+    predict_random_forest,
+    tabular_features,
+)
 from inference.sdm.dataset import CAL, TEST, TRAIN
 from inference.sdm.metrics import macro_auc, soft_auc_per_species
 

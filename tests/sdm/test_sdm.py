@@ -86,8 +86,8 @@ def test_meta_tile_inference_matches_per_patch(tiny_sdm, tiny_region):
 
 
 def test_training_resumes_after_interruption(tmp_path, tiny_samples):
-    from tests.conftest import TINY_SDM
     from inference.sdm.train import TrainConfig, train_sdm
+    from tests.conftest import TINY_SDM
 
     small = tiny_samples.subset(np.arange(len(tiny_samples)) % 4 == 0)
     out = tmp_path / "sdm.pt"

@@ -11,13 +11,38 @@ import numpy as np
 import pytest
 import torch
 
-from inference.traits.data import (block_split, lognormal_params, load_images, load_photos, photo_features,
-                                   stratified_batches)
+from inference.traits.data import (
+    block_split,
+    load_images,
+    load_photos,
+    lognormal_params,
+    photo_features,
+    stratified_batches,
+)
 from inference.traits.maps import CWMAccumulator, block_mean, cwm, grid_aggregate
-from inference.traits.model import (TRAITS, FrozenEncoders, GeoEncoder, TraitNet, WeightsNotFoundError,
-                                    gaussian_nll, laplace_nll, make_config, trait_nll)
-from inference.traits.train import (Features, LabelScaler, TraitTrainConfig, fit, load_traits, new_net,
-                                    per_trait_metrics, predict_z, train_traits, train_with_cleaning)
+from inference.traits.model import (
+    TRAITS,
+    FrozenEncoders,
+    GeoEncoder,
+    TraitNet,
+    WeightsNotFoundError,
+    gaussian_nll,
+    laplace_nll,
+    make_config,
+    trait_nll,
+)
+from inference.traits.train import (
+    Features,
+    LabelScaler,
+    TraitTrainConfig,
+    fit,
+    load_traits,
+    new_net,
+    per_trait_metrics,
+    predict_z,
+    train_traits,
+    train_with_cleaning,
+)
 
 torch.set_num_threads(1)
 TINY = TraitTrainConfig(size="tiny", epochs=25, batch_size=32, lr=2e-3, seed=0)
@@ -389,7 +414,7 @@ def test_cli_trains_traits(cli_data_dir, monkeypatch):
     from click.testing import CliRunner
 
     from backend.cli import main
-    from backend.settings import get_settings
+    from backend.core.settings import get_settings
 
     runner = CliRunner()
     monkeypatch.setenv("GEOFLORA_DINOV2_PATH", str(cli_data_dir / "missing"))

@@ -140,7 +140,7 @@ def make_species(n_species: int, seed: int) -> dict[str, np.ndarray]:
     shares = np.array([g[0] for g in GUILDS.values()])
     guild = rng.choice(len(GUILDS), size=S, p=shares / shares.sum())
     gf = np.empty(S, dtype=object)
-    for gi, (name, (_, _, forms, _, _)) in enumerate(GUILDS.items()):
+    for gi, (_name, (_, _, forms, _, _)) in enumerate(GUILDS.items()):
         sel = np.flatnonzero(guild == gi)
         keys = list(forms)
         p = np.array([forms[k] for k in keys])
@@ -186,7 +186,7 @@ def make_species(n_species: int, seed: int) -> dict[str, np.ndarray]:
     for i, c in enumerate(HABITAT_CODES):
         groups.setdefault(eunis.at_level(c, 2), []).append(i)
     alpha = np.full((S, H), -3.0)
-    for gi, (name, (_, aff, _, gbeta, zshift)) in enumerate(GUILDS.items()):
+    for gi, (_name, (_, aff, _, gbeta, zshift)) in enumerate(GUILDS.items()):
         sel = guild == gi
         for g2, v in aff.items():
             for hi in groups.get(g2, []):

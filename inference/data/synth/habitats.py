@@ -14,8 +14,7 @@ import numpy as np
 
 from .. import eunis
 from .common import fractal_field, rng_for
-from .landscape import (BROADLEAF, CONIFER, CROP, GRASS, PERMCROP, ROCK, SHRUB, URBAN, WATER,
-                        WETLAND, Landscape)
+from .landscape import BROADLEAF, CONIFER, CROP, GRASS, PERMCROP, ROCK, SHRUB, URBAN, WATER, WETLAND, Landscape
 
 # code -> (land-cover classes, bias, {variable: (optimum, tolerance)}, unit: "stand" | "parcel" | None)
 HABITAT_RULES: dict[str, tuple[tuple[int, ...], float, dict[str, tuple[float, float]]]] = {

@@ -17,8 +17,21 @@ import rasterio
 from rasterio import features
 
 from .common import GTIFF_PROFILE, block_mean, rng_for
-from .landscape import (AGRI, BROADLEAF, CONIFER, CROP, GRASS, PERMCROP, ROCK, SHRUB, URBAN, WATER,
-                        WETLAND, Frame, Landscape)
+from .landscape import (
+    AGRI,
+    BROADLEAF,
+    CONIFER,
+    CROP,
+    GRASS,
+    PERMCROP,
+    ROCK,
+    SHRUB,
+    URBAN,
+    WATER,
+    WETLAND,
+    Frame,
+    Landscape,
+)
 
 S2_RES = 10
 S2_BANDS = ("B04_red", "B03_green", "B02_blue", "B08_nir")
@@ -67,7 +80,8 @@ def write_s2(path: Path, land: Landscape, seed: int, chunk_rows: int = 512) -> P
             r1 = min(H, r0 + chunk_rows)
             # 50 m rows covering this chunk (plus one for boundary tests)
             a0, a1 = r0 // f, min(land.dem.shape[0], (r1 - 1) // f + 2)
-            up = lambda a: np.repeat(np.repeat(a[a0:a1], f, 0), f, 1)[r0 - a0 * f:r1 - a0 * f]
+            def up(a, a0=a0, a1=a1, r0=r0, r1=r1):
+                return np.repeat(np.repeat(a[a0:a1], f, 0), f, 1)[r0 - a0 * f:r1 - a0 * f]
             lc = up(land.landcover)
             par = up(land.parcel)
             refl = _S2_REFL[lc]                                     # [h, w, 4]

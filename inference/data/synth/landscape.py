@@ -241,7 +241,7 @@ def build_landscape(region: Region, seed: int, margin_m: int = 1000) -> Landscap
         for i, j in sorted(pairs):
             roads.append(_polyline(rs, towns_a[i, :2], towns_a[j, :2]))
     l, b, r_, t = fr.bounds
-    for x, y, rad in towns_a[: max(2, len(towns_a) // 6)]:
+    for x, y, _rad in towns_a[: max(2, len(towns_a) // 6)]:
         edge = [(l - 100, y + rs.normal(0, 3000)), (r_ + 100, y + rs.normal(0, 3000)),
                 (x + rs.normal(0, 3000), b - 100), (x + rs.normal(0, 3000), t + 100)]
         dists = [abs(x - l), abs(r_ - x), abs(y - b), abs(t - y)]

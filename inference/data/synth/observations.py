@@ -17,8 +17,7 @@ from rasterio.warp import transform as warp_transform
 
 from .common import fractal_field, rng_for
 from .flora import design_matrix, probability
-from .landscape import (BROADLEAF, CONIFER, CROP, GRASS, PERMCROP, ROCK, SHRUB, URBAN, WATER,
-                        WETLAND)
+from .landscape import BROADLEAF, CONIFER, CROP, GRASS, PERMCROP, ROCK, SHRUB, URBAN, WATER, WETLAND
 
 PA_COLUMNS = ("lon", "lat", "year", "geoUncertaintyInM", "areaInM2", "region", "country", "speciesId", "surveyId")
 PO_COLUMNS = ("publisher", "year", "month", "day", "lat", "lon", "geoUncertaintyInM", "taxonRank", "date",

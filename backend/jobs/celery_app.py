@@ -1,29 +1,42 @@
 """Celery: Redis in production, an embedded SQLite broker by default (no server to install).
 
-Tasks acknowledge late (a worker killed mid-meta-tile leaves the message for another worker) and
-are idempotent (a finished meta-tile is skipped), so a region completes with nothing lost and
-nothing computed twice into a visible file.
+The app is built by :func:`make_celery` from the settings; nothing builds one at import time (the
+``celery`` command line imports :mod:`backend.jobs.worker`, which does). Tasks acknowledge late (a
+worker killed mid-meta-tile leaves the message for another worker) and are idempotent (a finished
+meta-tile is skipped), so a region completes with nothing lost and nothing computed twice into a
+visible file. Clients send tasks by name, so they need no task code.
 """
 
 from __future__ import annotations
 
+import time
+from functools import lru_cache
 from pathlib import Path
 
 from celery import Celery, chord
 from kombu.transport import sqlalchemy as kombu_sqla
+from tqdm import tqdm
 
-from backend.settings import Settings, get_settings
+from backend.core.errors import RunError
+from backend.core.settings import Settings, get_settings
+from backend.db.engine import make_engine, make_sessionmaker
+from backend.db.models import Run
+from backend.reports.service import ReportService
 
 # The SQLAlchemy transport polls once a second; its polling_interval cannot be passed through
 # broker_transport_options (they reach create_engine), so it is set on the transport class.
 kombu_sqla.Transport.polling_interval = 0.1
 
+PROCESS_METATILE = "geoflora.process_metatile"
+FINALIZE_RUN = "geoflora.finalize_run"
+COMPUTE_REPORT = "geoflora.compute_report"
+
 
 def make_celery(settings: Settings) -> Celery:
+    """A Celery app on ``settings``' broker, with GeoFlora's tasks registered."""
     if settings.celery_broker.startswith("sqla+sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = Celery("geoflora", broker=settings.celery_broker, backend=settings.celery_backend,
-                 include=["backend.reports.tasks"])
+    app = Celery("geoflora", broker=settings.celery_broker, backend=settings.celery_backend)
     if settings.celery_broker.startswith(("redis://", "rediss://")):
         # A task taken by a worker that died unacknowledged goes back to the queue after this long.
         app.conf.broker_transport_options = {"visibility_timeout": settings.task_visibility_timeout}
@@ -38,35 +51,53 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         result_extended=True,
     )
+    _register_tasks(app)
     return app
 
 
-celery_app = make_celery(get_settings())
+_apps: dict[tuple, Celery] = {}
 
 
-def _sessions():
-    from backend.db.engine import make_engine, make_sessionmaker
+def celery_for(settings: Settings) -> Celery:
+    """One app per broker and result backend (a process sending tasks keeps its connection pool)."""
+    key = (settings.celery_broker, settings.celery_backend, settings.task_visibility_timeout)
+    if key not in _apps:
+        _apps[key] = make_celery(settings)
+    return _apps[key]
 
+
+def _worker_sessions():
+    """The settings and catalog sessions of a worker process (read from its environment)."""
     settings = get_settings()
-    return settings, make_sessionmaker(make_engine(settings.db_url))
+    return settings, _sessionmaker(settings.db_url)
 
 
-@celery_app.task(name="geoflora.process_metatile", bind=True, autoretry_for=(OSError,), max_retries=3,
-                 retry_backoff=True)
-def process_metatile_task(self, run_id: str, tile_id: str) -> str:
-    from inference.pipeline.run import process_metatile
-
-    settings, sessions = _sessions()
-    return process_metatile(settings, sessions, run_id, tile_id)
+@lru_cache(maxsize=4)
+def _sessionmaker(db_url: str):
+    return make_sessionmaker(make_engine(db_url))
 
 
-@celery_app.task(name="geoflora.finalize_run")
-def finalize_run_task(_results, run_id: str) -> str:
-    from inference.pipeline.run import finalize_run
+def _register_tasks(app: Celery) -> None:
+    @app.task(name=PROCESS_METATILE, bind=True, autoretry_for=(OSError,), max_retries=3, retry_backoff=True)
+    def process_metatile_task(self, run_id: str, tile_id: str) -> str:
+        from backend.jobs.runs import process_metatile  # torch: loaded by the worker, not by API start-up
 
-    settings, sessions = _sessions()
-    finalize_run(settings, sessions, run_id)
-    return run_id
+        settings, sessions = _worker_sessions()
+        return process_metatile(settings, sessions, run_id, tile_id)
+
+    @app.task(name=FINALIZE_RUN)
+    def finalize_run_task(_results, run_id: str) -> str:
+        from backend.jobs.runs import finalize_run  # torch: loaded by the worker, not by API start-up
+
+        settings, sessions = _worker_sessions()
+        finalize_run(settings, sessions, run_id)
+        return run_id
+
+    @app.task(name=COMPUTE_REPORT, bind=True, autoretry_for=(OSError,), max_retries=3, retry_backoff=True)
+    def compute_report_task(self, report_id: str) -> str:
+        """Compute a stored pending report; returns its final status (done or failed)."""
+        settings, sessions = _worker_sessions()
+        return ReportService(settings, sessions).run_stored(report_id)
 
 
 def submit_run(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path,
@@ -75,29 +106,21 @@ def submit_run(settings: Settings, sessions, region_name: str, region_path: Path
 
     Returns the run id and the chord's result handle.
     """
-    from backend.db.models import Run
-    from inference.pipeline.run import create_run
+    from backend.jobs.runs import create_run  # torch: the run's profile needs the models
 
-    run_id = create_run(sessions, region_name, region_path, sdm_checkpoint, settings.device,
-                        plantbert_checkpoint, botaclip_checkpoint, settings.habitat_step)
+    run_id = create_run(settings, sessions, region_name, region_path, sdm_checkpoint, plantbert_checkpoint,
+                        botaclip_checkpoint)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
-    # Signatures by task name on an app for ``settings``' broker: the client needs no task code.
-    app = celery_app if settings == get_settings() else make_celery(settings)
-    header = [app.signature(process_metatile_task.name, args=(run_id, t)) for t in tiles]
-    result = chord(header, app=app)(app.signature(finalize_run_task.name, args=(run_id,)))
+    app = celery_for(settings)
+    header = [app.signature(PROCESS_METATILE, args=(run_id, t)) for t in tiles]
+    result = chord(header, app=app)(app.signature(FINALIZE_RUN, args=(run_id,)))
     return run_id, result
 
 
 def wait_for_run(sessions, run_id: str, result, timeout: float = 3600, progress: bool = True,
                  poll: float = 0.5) -> None:
     """Follow a submitted run in the catalog (a progress bar of done meta-tiles) until it is live."""
-    import time
-
-    from tqdm import tqdm
-
-    from backend.db.models import Run
-
     deadline = time.monotonic() + timeout
     with sessions() as session:
         total = len(session.get(Run, run_id).metatiles)
@@ -115,7 +138,7 @@ def wait_for_run(sessions, run_id: str, result, timeout: float = 3600, progress:
             if result.failed():
                 result.get(propagate=True)  # raises the task's error
             if failed and result.ready():
-                raise RuntimeError(f"run {run_id} failed: {'; '.join(failed)}")
+                raise RunError(f"run {run_id} failed: {'; '.join(failed)}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} not complete after {timeout:.0f} s ({done}/{total} meta-tiles)")
             time.sleep(poll)

@@ -9,7 +9,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from backend.core.paths import DataLayout
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
@@ -40,8 +42,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for admin actions; admin endpoints are disabled when unset."
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field("127.0.0.1", description="Address `geoflora serve` and `make run` bind to.")
+    port: int = Field(8000, description="Port `geoflora serve` and `make run` listen on.")
     frontend_dist: Path = Field(REPO_ROOT / "frontend" / "dist", description="Built single-page app.")
     tile_cache_dir: Path | None = Field(
         None, description="MapProxy's WMTS file cache and its lock files. Default: <data_dir>/cache/mapproxy. "
@@ -49,10 +51,11 @@ class Settings(BaseSettings):
     )
 
     # Demo region (``make run``)
-    demo_region: str = "demo"
-    demo_seed: int = 0
+    demo_region: str = Field("demo", description="Name of the demo region (`make run`), the default region of "
+                             "the commands that take one.")
+    demo_seed: int = Field(0, description="Random seed of the generated demo region (same seed, same region).")
     demo_size: int = Field(2, ge=1, le=8, description="Demo region edge in meta-tiles (25 km each).")
-    demo_species: int = Field(300, ge=10, le=20_000)
+    demo_species: int = Field(300, ge=10, le=20_000, description="Number of species in the generated demo region.")
 
     # Models
     alpha: float = Field(
@@ -66,7 +69,7 @@ class Settings(BaseSettings):
     batch_lists: int = Field(512, ge=1, description="Cascade: Pl@ntBERT species lists per batch.")
     habitat_step: int = Field(
         8, ge=1, le=64, description="Cascade: Pl@ntBERT runs on a lattice every this many cells and refines "
-        "wherever neighbouring classes differ, down to single cells (1: every cell; see the README).")
+        "wherever neighbouring classes differ, down to single cells (1: every cell; see docs/models/plantbert.md).")
     pretrained_dir: Path | None = Field(
         None, description="Local folder of pretrained weights (DINOv2, Depth-Anything...); never a hub download."
     )
@@ -130,7 +133,7 @@ class Settings(BaseSettings):
         "kills and replaces it (a hung worker never takes the service with it).")
 
     @model_validator(mode="after")
-    def _production_needs_token(self) -> "Settings":
+    def _production_needs_token(self) -> Settings:
         if self.environment == "production" and self.admin_token is None:
             raise ValueError("GEOFLORA_ADMIN_TOKEN must be set when GEOFLORA_ENVIRONMENT=production")
         return self
@@ -153,38 +156,14 @@ class Settings(BaseSettings):
         return f"db+sqlite:///{self.data_dir / 'celery-results.sqlite'}"
 
     @property
-    def regions_dir(self) -> Path:
-        return self.data_dir / "regions"
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.data_dir / "runs"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    def sdm_checkpoint(self, region: str) -> Path:
-        return self.models_dir / region / "sdm.pt"
-
-    def plantbert_checkpoint(self, region: str) -> Path:
-        return self.models_dir / region / "plantbert.pt"
-
-    def botaclip_checkpoint(self, region: str) -> Path:
-        return self.models_dir / region / "botaclip.pt"
+    def layout(self) -> DataLayout:
+        """Where every file lives under the data dir (backend/core/paths.py, the one home of paths)."""
+        return DataLayout(self.data_dir, self.tile_cache_dir)
 
     def cascade_checkpoints(self, region: str) -> dict[str, Path | None]:
         """The optional cascade models of ``region`` that exist (Pl@ntBERT, BotaCLIP)."""
-        return {"plantbert_checkpoint": p if (p := self.plantbert_checkpoint(region)).is_file() else None,
-                "botaclip_checkpoint": p if (p := self.botaclip_checkpoint(region)).is_file() else None}
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.data_dir / "cache"
-
-    @property
-    def mapproxy_cache_dir(self) -> Path:
-        return self.tile_cache_dir or self.cache_dir / "mapproxy"
+        return {f"{kind}_checkpoint": p if (p := self.layout.checkpoint(region, kind)).is_file() else None
+                for kind in ("plantbert", "botaclip")}
 
 
 @lru_cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 import pystac
@@ -21,40 +21,36 @@ from geoalchemy2.shape import to_shape
 from pystac.extensions.projection import ProjectionExtension
 from rasterio.warp import transform_bounds, transform_geom
 from shapely.geometry import mapping
-from sqlalchemy import select
 
+from backend.core.errors import NotFound
 from backend.db.models import MetaTileRecord, Run
-from backend.errors import NotFound
-from tiles.layout import metatile_dir
+from backend.db.queries import live_runs, run_or_404
 
 router = APIRouter(prefix="/stac", tags=["STAC"])
 
 COG = str(pystac.MediaType.COG)
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 TILE_ID = r"^E\d{3,5}N\d{3,5}$"
-MANIFEST = "manifest.json"
 CELL_M = 50.0
 
 
 def _live_runs(request: Request) -> list[Run]:
     with request.app.state.sessions() as session:
-        runs = session.scalars(select(Run).where(Run.is_live.is_(True)).order_by(Run.id)).all()
+        runs = live_runs(session)
         session.expunge_all()
-        return list(runs)
+        return runs
 
 
 def _run(request: Request, run_id: str) -> tuple[Run, list[MetaTileRecord]]:
     with request.app.state.sessions() as session:
-        run = session.get(Run, run_id)
-        if run is None or not run.is_live:
-            raise NotFound(f"no live run {run_id!r}; see /stac")
+        run = run_or_404(session, run_id, live=True, listing="/stac")
         tiles = [t for t in run.metatiles if t.status == "done"]
         session.expunge_all()
         return run, tiles
 
 
 def _manifest(request: Request, run_id: str, tile_id: str) -> dict:
-    path = metatile_dir(request.app.state.settings.data_dir, run_id, tile_id) / MANIFEST
+    path = request.app.state.settings.layout.manifest(run_id, tile_id)
     if not path.is_file():
         raise NotFound(f"meta-tile {tile_id} of run {run_id} has no outputs")
     return json.loads(path.read_text())
@@ -120,7 +116,7 @@ def run_collection(request: Request, run_id: Annotated[str, Path(pattern=RUN_ID)
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @router.get("/runs/{run_id}/items/{tile_id}.json", summary="STAC item of one meta-tile: its COGs")
@@ -167,5 +163,5 @@ def metatile_file(request: Request, run_id: Annotated[str, Path(pattern=RUN_ID)]
     # only names the pipeline wrote (the manifest) are served; the path is built from them
     if name not in manifest["files"] or not re.fullmatch(r"[A-Za-z0-9_.\-]+\.tif|species/[0-9]+\.tif", name):
         raise NotFound(f"meta-tile {tile_id} of run {run_id} has no file {name!r}")
-    path = metatile_dir(request.app.state.settings.data_dir, run_id, tile_id) / name
+    path = request.app.state.settings.layout.metatile_dir(run_id, tile_id) / name
     return FileResponse(path, media_type=COG)

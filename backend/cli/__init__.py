@@ -1,0 +1,13 @@
+"""The ``geoflora`` command line, one module per group of commands:
+
+- :mod:`~backend.cli.data`: ``migrate``, ``generate``, ``habitat classify``
+- :mod:`~backend.cli.train`: ``train sdm|plantbert|botaclip|traits``
+- :mod:`~backend.cli.evaluate`: ``evaluate sdm|plantbert|botaclip|traits``
+- :mod:`~backend.cli.runs`: ``compute`` (also ``run``), ``worker``, ``demo``
+- :mod:`~backend.cli.serve`: ``serve``, ``seed``
+"""
+
+from backend.cli import data, evaluate, runs, serve, train  # noqa: F401 - each module registers its commands
+from backend.cli.base import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""Jobs: the run lifecycle (create, compute, finalise, go live), the Celery app and its tasks."""
