@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.core.errors import NoLiveRun, NotFound
+from backend.core.errors import NoLiveRun
 from backend.core.layers import LayerInfo, LiveSnapshot
 from backend.core.paths import DataLayout
 from backend.db.models import Layer
@@ -76,8 +76,4 @@ class LiveCatalog:
         return snap
 
     def layer(self, layer_id: str) -> LayerInfo:
-        snap = self.require()
-        try:
-            return snap.layers[layer_id]
-        except KeyError:
-            raise NotFound(f"unknown layer {layer_id!r}; see GET /api/layers") from None
+        return self.require().layer(layer_id)

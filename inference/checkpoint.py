@@ -34,20 +34,22 @@ def save_checkpoint(path: str | Path, kind: str, version: int, payload: dict) ->
 
 
 def load_checkpoint(path: str | Path, kind: str, versions: tuple[int, ...] = (1,), what: str | None = None,
-                    map_location: str = "cpu") -> dict:
-    """The checkpoint at ``path``, checked to be of ``kind`` and one of ``versions``."""
+                    map_location: str = "cpu", train_command: str | None = None) -> dict:
+    """The checkpoint at ``path``, checked to be of ``kind`` and one of ``versions``;
+    ``train_command`` (``geoflora train ...``) is named when the file is missing."""
     what = what or kind
     path = Path(path)
     if not path.is_file():
-        raise CheckpointMissing(f"no {what} checkpoint at {path}")
+        raise CheckpointMissing(f"no {what} checkpoint at {path}"
+                                + (f": run `{train_command}`" if train_command else ""))
     try:
         ck = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error to the user
-        raise CheckpointError(f"{path} is not a GeoFlora {what} checkpoint: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(f"{path} is not a {what} checkpoint (unreadable: {type(exc).__name__}: {exc})") from exc
     found = ck.get("format") if isinstance(ck, dict) else None
     if found != kind:
-        raise CheckpointError(f"{path} is not a GeoFlora {what} checkpoint"
-                              + (f" (it is a {found!r} file)" if found else ""))
+        raise CheckpointError(f"{path} is not a {what} checkpoint"
+                              + (f" (it is a {found!r} file)" if found else f" (no GeoFlora {kind!r} format)"))
     if ck.get("version", 1) not in versions:
         raise CheckpointError(f"{path} is a {what} checkpoint of version {ck.get('version')}; this GeoFlora reads "
                               f"version {', '.join(map(str, versions))}: train it again")

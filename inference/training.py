@@ -55,6 +55,13 @@ class BestState:
         if self.state is not None:
             model.load_state_dict(self.state)
 
+    def to_dict(self) -> dict:
+        """What a resumable checkpoint keeps of it."""
+        return {"score": self.score, "state": self.state, "epoch": self.epoch, "bad_epochs": self.bad_epochs}
+
+    def load(self, d: dict) -> None:
+        self.score, self.state, self.epoch, self.bad_epochs = d["score"], d["state"], d["epoch"], d["bad_epochs"]
+
 
 def write_report(path: str | Path, report: dict) -> Path:
     """A training or evaluation report as indented JSON, atomically (NumPy numbers as floats)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,8 @@ from rasterio.enums import ColorInterp
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
+
+from backend.core.atomic import atomic_path
 
 GDAL_ENV = {
     # Opening one file must not list its directory (thousands of meta-tiles side by side); region
@@ -53,7 +53,6 @@ def write_cog(
     if data.ndim == 2:
         data = data[np.newaxis]
     count, height, width = data.shape
-    path.parent.mkdir(parents=True, exist_ok=True)
     src_profile = {
         "driver": "GTiff",
         "dtype": data.dtype.name,
@@ -66,9 +65,7 @@ def write_cog(
     }
     dst_profile = cog_profiles.get("deflate")
     dst_profile.update(blockxsize=blocksize, blockysize=blocksize, predictor=2 if data.dtype.kind in "iu" else 3)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with rasterio.Env(**GDAL_ENV), MemoryFile() as mem:
             with mem.open(**src_profile) as dst:
                 dst.write(data)
@@ -91,10 +88,6 @@ def write_cog(
                     quiet=True,
                     use_cog_driver=False,
                 )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -104,22 +97,14 @@ def write_cog_band(path: Path, data: np.ndarray, *, transform: Affine, nodata: i
     (per-species probabilities), about twice as fast as :func:`write_cog` for a 500 x 500 band."""
     if data.ndim != 2:
         raise ValueError(f"write_cog_band takes one band [rows, cols], got shape {data.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     profile = dict(driver="COG", dtype=data.dtype.name, count=1, width=data.shape[1], height=data.shape[0],
                    crs=crs, transform=transform, nodata=nodata, compress="DEFLATE",
                    predictor=2 if data.dtype.kind in "iu" else 3, blocksize=blocksize,
                    overview_resampling=resampling)
-    try:
-        with rasterio.Env(**GDAL_ENV), rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data, 1)
-            if scale != 1.0:
-                dst.scales = (scale,)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, rasterio.Env(**GDAL_ENV), rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data, 1)
+        if scale != 1.0:
+            dst.scales = (scale,)
     return path
 
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -29,6 +27,7 @@ import rasterio
 import yaml
 from rasterio.warp import transform_bounds
 
+from backend.core.atomic import atomic_open
 from backend.core.layers import LayerInfo, LiveSnapshot, SnapshotSource
 from backend.core.settings import Settings
 from tiles.cog import GDAL_ENV
@@ -137,11 +136,8 @@ def mapproxy_config(snapshot: LiveSnapshot, settings: Settings) -> dict:
 
 
 def write_config(path: Path, config: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
+    with atomic_open(path) as fh:
         yaml.safe_dump(config, fh, sort_keys=False)
-    os.replace(tmp, path)
     return path
 
 

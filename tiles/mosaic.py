@@ -5,7 +5,6 @@ opening every meta-tile."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -13,6 +12,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
+from backend.core.atomic import atomic_path
 from tiles.cog import GDAL_ENV
 
 _GDAL_TYPES = {
@@ -121,23 +121,19 @@ def build_vrt(path: Path, sources: list[Path], resampling: str | None = None) ->
     lines.append("</VRTDataset>")
     if resampling is None:
         resampling = "nearest" if colormap else "average"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    ovr_tmp = Path(tmp + ".ovr")
-    try:
-        with os.fdopen(fd, "w") as fh:  # first without the <Overview> elements: GDAL builds them from it
-            fh.write("\n".join(line for line in lines if "<Overview>" not in line) + "\n")
-        os.chmod(tmp, 0o644)
-        # GDAL writes a VRT's overviews to an external ``<file>.ovr`` and leaves the VRT as it is.
-        with rasterio.Env(**GDAL_ENV, **OVERVIEW_ENV), rasterio.open(tmp, "r+") as vrt:
-            vrt.build_overviews(overview_factors(width, height), Resampling[resampling.lower()])
-        os.replace(ovr_tmp, Path(str(path) + ".ovr"))
+    with atomic_path(path) as tmp:
+        ovr_tmp = Path(str(tmp) + ".ovr")
+        try:  # first without the <Overview> elements: GDAL builds them from it
+            tmp.write_text("\n".join(line for line in lines if "<Overview>" not in line) + "\n")
+            # GDAL writes a VRT's overviews to an external ``<file>.ovr`` and leaves the VRT as it is.
+            with rasterio.Env(**GDAL_ENV, **OVERVIEW_ENV), rasterio.open(tmp, "r+") as vrt:
+                vrt.build_overviews(overview_factors(width, height), Resampling[resampling.lower()])
+            os.replace(ovr_tmp, Path(str(path) + ".ovr"))
+        except BaseException:
+            ovr_tmp.unlink(missing_ok=True)
+            raise
         # then with them: GDAL and every GDAL client (TiTiler, QGIS) find the region overviews from
         # the VRT alone, even with GDAL_DISABLE_READDIR_ON_OPEN; the .ovr's first page is the first
         # level and its further pages are that page's own overviews, so every level is reachable
-        Path(tmp).write_text("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        ovr_tmp.unlink(missing_ok=True)
-        raise
+        tmp.write_text("\n".join(lines) + "\n")
     return path

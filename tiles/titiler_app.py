@@ -29,6 +29,7 @@ from titiler.core.dependencies import BidxExprParams, create_colormap_dependency
 from titiler.core.errors import BadRequestError, TileNotFoundError, add_exception_handlers
 from titiler.core.factory import TilerFactory
 
+from backend.core.layers import request_snapshot
 from tiles.cog import GDAL_ENV
 from tiles.colormaps import COLORMAPS
 from tiles.expression import ExpressionError, validate_expression
@@ -63,7 +64,7 @@ def layer_path(
     ],
 ) -> str:
     """Map a catalog layer id to its file (COG or VRT mosaic) in the live run."""
-    return str(request.app.state.catalog.layer(layer_id).path)
+    return str(request_snapshot(request).layer(layer_id).path)
 
 
 @lru_cache(maxsize=4096)

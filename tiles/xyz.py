@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from backend.core.errors import InvalidInput, NotFound
+from backend.core.layers import request_snapshot
 from tiles.render import OutsideLayer, renderer_for
 from tiles.titiler_app import LAYER_ID_PATTERN
 
@@ -78,9 +79,8 @@ def xyz_tile(
     x: Annotated[int, Path(ge=0, description="Tile column, 0 at 180 degrees west.")],
     y: Annotated[int, Path(ge=0, description="Tile row, 0 at the top (XYZ / Google scheme, not TMS).")],
 ) -> Response:
-    catalog = request.app.state.catalog
-    snap = catalog.require()
-    info = catalog.layer(layer_id)
+    snap = request_snapshot(request)  # one snapshot: the cache key and the file read are of one run
+    info = snap.layer(layer_id)
     if x >= 2**z or y >= 2**z:
         raise InvalidInput(f"tile {z}/{x}/{y} does not exist: x and y must be below {2**z} at zoom {z}")
     key = (snap.run_id, layer_id, z, x, y)

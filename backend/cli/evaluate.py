@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from backend.cli.base import main, region_option
+from backend.core.atomic import write_json, write_text
 from backend.core.settings import get_settings
 
 
@@ -41,7 +41,7 @@ def evaluate_plantbert_cmd(region, model_path, sdm_path, no_sdm, n_test) -> None
             sdm_path = None
     result = evaluate_plantbert(region, model_path, None if no_sdm else sdm_path, n_test=n_test, log=click.echo)
     table = format_table(result["rows"])
-    (model_path.parent / "plantbert_comparison.md").write_text(table + "\n")
+    write_text(model_path.parent / "plantbert_comparison.md", table + "\n")
     click.echo(table)
     click.echo(f"Pl@ntBERT training {result['plantbert_train_seconds']} s, MLP training {result['mlp_seconds']} s, "
                f"Pl@ntBERT {result['plantbert_lists_per_s']:.0f} lists/s")
@@ -64,7 +64,7 @@ def evaluate_sdm_cmd(region, sdm_path, seed) -> None:
         raise click.ClickException(f"no SDM checkpoint at {sdm_path}: run `geoflora train sdm --region {name}`")
     rows = compare_sdm(region, sdm_path, seed=seed, log=click.echo)
     table = format_table(rows)
-    (sdm_path.parent / "comparison.md").write_text(table + "\n")
+    write_text(sdm_path.parent / "comparison.md", table + "\n")
     click.echo(table)
 
 
@@ -98,9 +98,9 @@ def evaluate_botaclip_cmd(region, sdm_path, botaclip_path, seed) -> None:
     tables = compare_with_embeddings(region, sdm_path, model, seed=seed, log=click.echo)
     timing = time_metatile(region, model)
     text = "\n\n".join(f"{PROTOCOLS[p]}:\n\n{format_table(rows)}" for p, rows in tables.items())
-    (botaclip_path.parent / "botaclip_comparison.md").write_text(text + "\n")
-    (botaclip_path.parent / "botaclip_comparison.json").write_text(
-        json.dumps({"tables": tables, "metatile": timing}, indent=2, default=float))
+    write_text(botaclip_path.parent / "botaclip_comparison.md", text + "\n")
+    write_json(botaclip_path.parent / "botaclip_comparison.json", {"tables": tables, "metatile": timing}, indent=2,
+               default=float)
     click.echo(text)
     click.echo(f"meta-tile embeddings: {timing}")
 

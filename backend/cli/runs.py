@@ -68,7 +68,7 @@ def demo(ctx) -> None:
     sdm_path = settings.layout.checkpoint(name, "sdm")
     if not sdm_path.is_file():
         click.echo("training the demo deep-SDM (a few minutes on 2 cores)...")
-        config = TrainConfig(alpha=settings.alpha)
+        config = TrainConfig(alpha=settings.alpha, device=settings.device)
         data = region_samples(load_region(path), s2_size=config.model_config(1).patch_size)
         report = train_sdm(data, sdm_path, config, resume=True, log=click.echo)
         click.echo(f"deep-SDM held-out macro AUC {report['test']['macro_auc']:.3f}")

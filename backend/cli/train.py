@@ -36,7 +36,7 @@ def train_sdm_cmd(region, geoplant_dir, out, size, epochs, batch_size, optimizer
     from inference.sdm.train import TrainConfig, train_sdm  # torch: only for this command
 
     settings = get_settings()
-    config = TrainConfig(size=size, optimizer=optimizer, lr=lr, seed=seed, alpha=settings.alpha)
+    config = TrainConfig(size=size, optimizer=optimizer, lr=lr, seed=seed, alpha=settings.alpha, device=settings.device)
     if epochs:
         config.epochs = epochs
     if batch_size:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from backend.core.errors import NotFound
+
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -53,6 +55,12 @@ class LiveSnapshot:
     created_at: str
     layers: dict[str, LayerInfo] = field(default_factory=dict)
 
+    def layer(self, layer_id: str) -> LayerInfo:
+        try:
+            return self.layers[layer_id]
+        except KeyError:
+            raise NotFound(f"unknown layer {layer_id!r}; see GET /api/layers") from None
+
 
 def species_probability_text(name: str) -> tuple[str, str]:
     """(title, description) of a species' probability layer."""
@@ -69,3 +77,15 @@ class SnapshotSource(Protocol):
     """Anything that gives the live snapshot (the backend's cached catalog; a fixed one in tests)."""
 
     def snapshot(self) -> LiveSnapshot | None: ...
+
+    def require(self) -> LiveSnapshot:
+        """The snapshot, or NoLiveRun."""
+
+
+def request_snapshot(request) -> LiveSnapshot:
+    """The live snapshot of one request, taken once (``request.app.state.catalog``) and kept on
+    the request, so every step of the request (the cache key, the file read) sees the same run."""
+    snap = getattr(request.state, "live_snapshot", None)
+    if snap is None:
+        snap = request.state.live_snapshot = request.app.state.catalog.require()
+    return snap

@@ -20,9 +20,10 @@ import torch
 from torch.nn import functional as F
 
 from inference.sdm import conformal
-from inference.sdm.dataset import CAL, TEST, TRAIN, extract_inputs, region_samples
+from inference.sdm.dataset import extract_inputs, region_samples
 from inference.sdm.metrics import evaluate, macro_auc
 from inference.sdm.train import load_sdm
+from inference.splits import CAL, TEST, TRAIN
 
 from .model import BotaCLIP
 from .train import encode, load_botaclip

@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from inference.checkpoint import save_torch
+
 CELL_PX = 5  # Sentinel-2 10 m pixels per 50 m grid cell
 N_BANDS = 4  # R, G, B, NIR
 ENCODER_FORMAT = "geoflora-eo-encoder"
@@ -166,10 +168,8 @@ class ScriptedEncoder(nn.Module):
 
 
 def save_cell_cnn(encoder: CellCNN, path: Path, info: dict | None = None) -> None:
-    from inference.sdm.train import _save_atomic
-
-    _save_atomic({"format": ENCODER_FORMAT, "kind": "cell-cnn", "config": encoder.config.to_dict(),
-                  "state_dict": encoder.state_dict(), "info": info or {}}, Path(path))
+    save_torch(path, {"format": ENCODER_FORMAT, "kind": "cell-cnn", "config": encoder.config.to_dict(),
+                      "state_dict": encoder.state_dict(), "info": info or {}})
 
 
 def load_frozen_encoder(path: Path | str | None, patch_size: int | None = None) -> nn.Module:

@@ -11,7 +11,6 @@ region. The splits are the deep-SDM's (``region_samples`` with the same seed: 10
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -20,9 +19,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from inference.sdm.dataset import CAL, TEST, TRAIN, region_samples
+from inference.checkpoint import load_checkpoint, save_torch
+from inference.sdm.dataset import region_samples
 from inference.sdm.preprocess import Normalizer
-from inference.sdm.train import _save_atomic
+from inference.splits import CAL, TEST, TRAIN
+from inference.training import write_report
 
 from .model import (
     CHECKPOINT_FORMAT,
@@ -357,7 +358,7 @@ def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(),
     report["encoder"] = describe_encoder(encoder, info)
     report["config"] = config.to_dict()
     save_botaclip(model, norm, pairs["species_ids"], pca, report, out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float))
+    write_report(out.with_suffix(".json"), report)
     model.norm, model.pca_colours, model.species_ids = norm, pca, np.asarray(pairs["species_ids"])
     return report
 
@@ -386,22 +387,18 @@ def save_botaclip(model: BotaCLIP, norm: Normalizer, species_ids, pca: dict, rep
     else:
         raise TypeError(f"cannot save a BotaCLIP whose encoder is a {type(enc).__name__}")
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-    _save_atomic({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": model.config.to_dict(),
-                  "encoder": encoder, "normalizer": norm.to_dict(), "state_dict": state,
-                  "species_ids": np.asarray(species_ids).tolist(), "pca": pca,
-                  "report": {k: v for k, v in report.items() if k != "history"}}, Path(out))
+    save_torch(out, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": model.config.to_dict(),
+                      "encoder": encoder, "normalizer": norm.to_dict(), "state_dict": state,
+                      "species_ids": np.asarray(species_ids).tolist(), "pca": pca,
+                      "report": {k: v for k, v in report.items() if k != "history"}})
 
 
 def load_botaclip(path: Path, encoder_path: Path | None = None) -> BotaCLIP:
     """A trained BotaCLIP (eval mode) with ``.norm``, ``.pca_colours``, ``.species_ids``, ``.report``.
 
     ``encoder_path`` overrides where a path-referenced (non-demo) encoder is read from."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no BotaCLIP checkpoint at {path}: run `geoflora train botaclip`")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if ck.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a GeoFlora BotaCLIP checkpoint")
+    ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "BotaCLIP",
+                         train_command="geoflora train botaclip")
     enc_d = ck["encoder"]
     if enc_d["kind"] == "cell-cnn":
         encoder = CellCNN(CellCNNConfig.from_dict(enc_d["config"]))

@@ -30,7 +30,6 @@ import csv
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from backend.core.atomic import atomic_open
 from backend.core.errors import DataFormatError
 from backend.core.errors import Found as _D
 from inference.data.eunis import code_ancestors, code_level, code_parent
@@ -346,29 +346,11 @@ def _fmt_float(x: float) -> str:
     return "" if math.isnan(x) else repr(x)
 
 
-def _atomic_writer(path: PathLike, encoding: str = "utf-8"):
-    """Open a temporary file next to ``path``; the caller renames it into place."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    fh = os.fdopen(fd, "w", encoding=encoding, newline="")
-    return fh, tmp, p
-
-
 def _write_rows(path: PathLike, header: Sequence[str], rows: Iterable[Sequence[str]], delimiter: str = ",") -> None:
-    fh, tmp, p = _atomic_writer(path)
-    try:
-        with fh:
-            w = csv.writer(fh, delimiter=delimiter, lineterminator="\n")
-            w.writerow(header)
-            w.writerows(rows)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, newline="") as fh:
+        w = csv.writer(fh, delimiter=delimiter, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
 
 
 # --------------------------------------------------------------------------------------------

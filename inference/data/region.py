@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from backend.core.atomic import write_json
 from backend.core.errors import RegionError
 from inference.grid import CELL_M, CELLS_PER_METATILE, METATILE_M, MetaTile, Region
 
@@ -192,9 +192,7 @@ def generate_region(out_dir, *, seed: int = 0, x0: float = 4_200_000, y0: float 
                  "100 m2 survey plot in the cell; a plot of area A records it with 1-(1-p)^(A/100)",
         "timings_s": timings, "generation_s": round(time.perf_counter() - t_start, 2),
     }
-    tmp = out / "region.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, out / "region.json")
+    write_json(out / "region.json", meta, indent=2)  # last: a region is complete when it has one
     if progress:
         progress("done", 1.0)
     return load_region(out)

@@ -35,7 +35,7 @@ import rasterio
 import torch
 
 from inference.grid import CELL_M
-from inference.sdm.dataset import BLOCK_M, CAL, TEST, TRAIN, assign_splits, spatial_blocks
+from inference.splits import BLOCK_M, CAL, TEST, TRAIN, assign_splits, spatial_blocks
 
 from .plantbert import N_SPECIAL, PAD, Vocab
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.sdm.dataset import TEST
+from backend.core.atomic import write_text
+from inference.splits import TEST
 
 from . import corpus as C
 from .baselines import DominantSpeciesRule, MajorityBaseline, MLPBaseline
@@ -107,4 +108,4 @@ def format_table(rows: list[dict]) -> str:
 
 def write_report(result: dict, path: Path) -> None:
     path = Path(path)
-    path.write_text(format_table(result["rows"]) + "\n")
+    write_text(path, format_table(result["rows"]) + "\n")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inference.checkpoint import load_checkpoint, save_torch
 from inference.data import eunis
 
 CHECKPOINT_FORMAT = "geoflora-plantbert"
@@ -250,33 +251,21 @@ class PlantBert:
 
     def save(self, path, train_config: dict | None = None, report: dict | None = None) -> Path:
         """Write the checkpoint atomically (temporary file, then rename)."""
-        from inference.sdm.train import _save_atomic
-
         path = Path(path)
-        _save_atomic({
+        save_torch(path, {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "size": self.size,
             "bert_kwargs": self.kwargs, "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "species_ids": list(self.vocab.species_ids), "species_names": list(self.vocab.names),
             "labels": self.labels, "top_n": self.top_n, "train_config": train_config or {}, "report": report or {},
             "meta": self.meta,
-        }, path)
+        })
         return path
 
 
 def load_plantbert(path, map_location: str = "cpu") -> PlantBert:
     """A Pl@ntBERT from its checkpoint; a clear error for a missing file or another kind of file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no Pl@ntBERT checkpoint at {path}")
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is "not a checkpoint"
-        raise ValueError(f"{path} is not a Pl@ntBERT checkpoint (unreadable: {exc.__class__.__name__})") from None
-    fmt = ck.get("format") if isinstance(ck, dict) else None
-    if fmt != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a Pl@ntBERT checkpoint (format {fmt!r}, expected {CHECKPOINT_FORMAT!r})")
-    if ck.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: unsupported Pl@ntBERT checkpoint version {ck.get('version')}")
+    ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "Pl@ntBERT", map_location,
+                         "geoflora train plantbert")
     from transformers import BertForSequenceClassification
 
     model = BertForSequenceClassification(bert_config(ck["bert_kwargs"]))

@@ -24,7 +24,6 @@ what zlib compresses; a chunk is the unit of reading, so a small area decompress
 from __future__ import annotations
 
 import json
-import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend.core.atomic import atomic_open
 from backend.core.errors import AssemblageError
 
 MAGIC = b"GFASM1\n"
@@ -165,12 +165,10 @@ def write_assemblage(path: Path, chunks: AssemblageChunks, species_ids, tile_id:
     head += b" " * (room - len(head))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         f.write(MAGIC + struct.pack("<I", len(head)) + head)
         for b in blobs:
             f.write(b)
-    os.replace(tmp, path)
     return path
 
 

@@ -17,8 +17,8 @@ from inference.pipeline.assemblage import chunk_assemblages
 from inference.pipeline.outputs import ASSEMBLAGES, SPECIES_CODES, SPECIES_PRESENT, TRAIT_TITLES, TRUE_RICHNESS
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
 from inference.sdm.train import load_sdm
-from inference.traits.evaluate import species_log_medians
-from inference.traits.maps import cwm
+from inference.training import resolve_device
+from inference.traits.maps import cwm, species_log_medians
 from tiles.colormaps import PROBABILITY_CODE_SCALE
 
 
@@ -94,12 +94,6 @@ def load_models(sdm_checkpoint: str, _mtime: float, device: str = "cpu", plantbe
         botaclip=bc,
         batches=batches,
     )
-
-
-def resolve_device(setting: str = "auto") -> str:
-    if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return setting
 
 
 def models_for(sdm_checkpoint: Path, device: str = "auto", plantbert: Path | None = None,

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from inference.sdm import baselines, conformal
-from inference.sdm.dataset import CAL, TEST, TRAIN, region_samples
+from inference.sdm.dataset import region_samples
 from inference.sdm.metrics import evaluate
 from inference.sdm.train import load_sdm, predict
+from inference.splits import CAL, TEST, TRAIN
 
 COLUMNS = [("macro_auc", "macro AUC"), ("sample_f1", "sample F1"), ("recall@50", "Recall@50"),
            ("recall@250", "Recall@250"), ("auc_vs_truth", "AUC vs truth")]

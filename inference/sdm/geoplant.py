@@ -41,7 +41,8 @@ from inference.data.readers import (
     read_s2_glc24,
     read_s2_glc25,
 )
-from inference.sdm.dataset import SPLIT_NAMES, SDMData, assign_splits, spatial_blocks
+from inference.sdm.dataset import SDMData
+from inference.splits import SPLIT_NAMES, assign_splits, spatial_blocks
 
 log = logging.getLogger(__name__)
 

@@ -3,10 +3,7 @@ samples, SGD or AdamW, spatial block hold-out, resumable checkpoints, conformal 
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,12 +12,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from inference.checkpoint import load_checkpoint, save_checkpoint, save_torch
 from inference.models.sdm import DEMO, PAPER, MultimodalSDM, SDMConfig
 from inference.sdm import conformal
 from inference.sdm.calibration import Calibration, fit_calibration
-from inference.sdm.dataset import CAL, TEST, TRAIN, SDMData
+from inference.sdm.dataset import SDMData
 from inference.sdm.metrics import evaluate, macro_auc
 from inference.sdm.preprocess import MODALITIES, Normalizer
+from inference.splits import CAL, TEST, TRAIN
+from inference.training import BestState, resolve_device, seed_everything, write_report
 
 CHECKPOINT_FORMAT = "geoflora-sdm"
 CHECKPOINT_VERSION = 1
@@ -42,6 +42,7 @@ class TrainConfig:
     patience: int = 4  # epochs without a better calibration AUC before stopping
     augment: bool = True  # random flips / quarter turns of the Sentinel-2 patch
     calibrate: bool = True  # fit Platt scaling + per-species offsets on the calibration split
+    device: str = "auto"  # auto: CUDA when present (settings ``device``)
     model_overrides: dict = field(default_factory=dict)
 
     def model_config(self, n_species: int) -> SDMConfig:
@@ -76,28 +77,18 @@ def _batch(norm: Normalizer, data: SDMData, idx: np.ndarray, rng: np.random.Gene
 def predict_logits(model: MultimodalSDM, norm: Normalizer, data: SDMData, batch_size: int = 256) -> np.ndarray:
     """Per-sample (per-patch) logits [N, S]."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(data), batch_size):
         idx = np.arange(i, min(i + batch_size, len(data)))
-        out.append(model(_batch(norm, data, idx, None, model.config.patch_size)).numpy())
+        batch = {k: v.to(device) for k, v in _batch(norm, data, idx, None, model.config.patch_size).items()}
+        out.append(model(batch).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.n_species), np.float32)
 
 
 def predict(model: MultimodalSDM, norm: Normalizer, data: SDMData, batch_size: int = 256) -> np.ndarray:
     """Per-sample (per-patch) probabilities [N, S]."""
     return 1.0 / (1.0 + np.exp(-predict_logits(model, norm, data, batch_size)))
-
-
-def _save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = False,
@@ -109,8 +100,8 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
     """
     from tqdm import tqdm
 
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    rng = seed_everything(config.seed)
+    device = torch.device(resolve_device(config.device))
     n_species = data.labels.shape[1]
     mconf = config.model_config(n_species)
     train = data.part(TRAIN)
@@ -119,7 +110,7 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
     if len(train) == 0 or len(cal_pa) == 0:
         raise ValueError("training needs samples in the train and calibration splits")
     norm = Normalizer.fit(train.inputs, seed=config.seed)
-    model = MultimodalSDM(mconf)
+    model = MultimodalSDM(mconf).to(device)
     lr = config.lr or (2e-3 if config.optimizer == "adamw" else 0.05)
     if config.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
@@ -128,16 +119,22 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
     else:
         raise ValueError(f"unknown optimizer {config.optimizer!r}: use adamw or sgd")
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
-    pw = torch.from_numpy(pos_weights(train.labels[~train.is_po], config.max_pos_weight))
+    pw = torch.from_numpy(pos_weights(train.labels[~train.is_po], config.max_pos_weight)).to(device)
 
     last_path = out.with_suffix(".last.pt")
-    state = {"epoch": 0, "best_auc": -1.0, "best_state": None, "history": [], "bad_epochs": 0}
+    state = {"epoch": 0, "history": []}
+    best = BestState(config.patience)
     if resume and last_path.is_file():
-        ck = torch.load(last_path, weights_only=False)
+        ck = torch.load(last_path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         state = ck["state"]
+        if "best" in ck:
+            best.load(ck["best"])
+        else:  # a resumable state written before BestState
+            best.load({"score": state.pop("best_auc"), "state": state.pop("best_state"), "epoch": None,
+                       "bad_epochs": state.pop("bad_epochs")})
         rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"])
         log(f"resumed from {last_path} at epoch {state['epoch']}")
@@ -146,7 +143,7 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
     po_idx = np.flatnonzero(train.is_po)
     n_po = min(len(po_idx), int(round(config.po_per_epoch * len(pa_idx))))
     t0 = time.perf_counter()
-    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+    while state["epoch"] < config.epochs and not best.stop:
         epoch = state["epoch"]
         model.train()
         order = np.concatenate([pa_idx, rng.choice(po_idx, n_po, replace=False) if n_po else po_idx[:0]])
@@ -156,9 +153,10 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
         total = 0.0
         for b in bar:
             idx = order[b * config.batch_size:(b + 1) * config.batch_size]
-            batch = _batch(norm, train, idx, rng if config.augment else None, mconf.patch_size)
-            y = torch.from_numpy(train.labels[idx].astype(np.float32))
-            po = torch.from_numpy(train.is_po[idx])[:, None]
+            batch = {k: v.to(device) for k, v in
+                     _batch(norm, train, idx, rng if config.augment else None, mconf.patch_size).items()}
+            y = torch.from_numpy(train.labels[idx].astype(np.float32)).to(device)
+            po = torch.from_numpy(train.is_po[idx])[:, None].to(device)
             logits = model(batch)
             # Presences weigh pos_weight; absences 1, pseudo-absences of presence-only cells less.
             w = torch.where(y > 0, pw.expand_as(y), torch.where(po, config.po_negative_weight, 1.0))
@@ -174,18 +172,15 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
         state["history"].append({"epoch": epoch + 1, "loss": total / max(len(order), 1), "cal_macro_auc": auc,
                                  "seconds": round(time.perf_counter() - t0, 1)})
         log(f"epoch {epoch + 1}: loss {total / max(len(order), 1):.4f}  calibration macro AUC {auc:.4f}")
-        if auc > state["best_auc"]:
-            state["best_auc"] = auc
-            state["best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            state["bad_epochs"] = 0
-        else:
-            state["bad_epochs"] += 1
+        best.update(auc, model, epoch + 1)
         state["epoch"] = epoch + 1
-        _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                      "state": state, "numpy_rng": rng.bit_generator.state,
-                      "torch_rng": torch.get_rng_state()}, last_path)
+        save_torch(last_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "state": state, "best": best.to_dict(),
+                               "numpy_rng": rng.bit_generator.state,
+                               "torch_rng": torch.get_rng_state()})
 
-    model.load_state_dict(state["best_state"])
+    best.restore(model)
+    model.cpu()  # calibration, thresholds and the saved model: on the CPU
     raw_test_prob = predict(model, norm, test_pa) if len(test_pa) else None
     if config.calibrate:
         calib = fit_calibration(predict_logits(model, norm, cal_pa), cal_pa.labels, cal_pa.area)
@@ -208,21 +203,18 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
                                           "predicted_raw": float(raw_test_prob.sum(1).mean()),
                                           "predicted": float(test_prob.sum(1).mean())}
     report["calibration"] = calib.to_dict()
-    _save_atomic({
-        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+    save_checkpoint(out, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, {
         "model_config": mconf.to_dict(), "train_config": asdict(config),
         "species_ids": data.species_ids.tolist(), "normalizer": norm.to_dict(),
         "state_dict": model.state_dict(), "thresholds": report["thresholds"], "report": report,
-    }, out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float))
+    })
+    write_report(out.with_suffix(".json"), report)
     return report
 
 
 def load_sdm(path: Path, map_location: str = "cpu") -> tuple[MultimodalSDM, Normalizer, dict]:
     """A trained SDM, its normalisation and its checkpoint metadata (species ids, thresholds...)."""
-    ck = torch.load(path, map_location=map_location, weights_only=False)
-    if ck.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a GeoFlora SDM checkpoint")
+    ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "SDM", map_location)
     model = MultimodalSDM(SDMConfig.from_dict(ck["model_config"]))
     model.load_state_dict(ck["state_dict"])
     model.eval()

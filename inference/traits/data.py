@@ -23,8 +23,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from pyproj import Transformer
 
+from inference.checkpoint import save_torch
 from inference.data.readers import read_planttraitnet_csv
-from inference.sdm.dataset import spatial_blocks
+from inference.splits import spatial_blocks
 
 from .model import TRAITS, FrozenEncoders
 
@@ -251,7 +252,5 @@ def photo_features(encoders: FrozenEncoders, photos: PhotoSet, cache_dir: Path |
             log(f"  encoded {min(i + chunk, len(paths))}/{len(paths)} photos")
     out = {k: torch.cat(v) for k, v in feats.items()}
     if path is not None:
-        from inference.sdm.train import _save_atomic
-
-        _save_atomic(out, path)
+        save_torch(path, out)
     return out

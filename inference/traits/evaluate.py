@@ -31,7 +31,6 @@ the bias (weighted mean error), which is what drives R^2 below zero where r is h
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -39,10 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend.core.atomic import write_text
 from inference.grid import CELL_M, CELLS_PER_METATILE
+from inference.training import write_report
 
 from .data import PhotoSet, block_folds, block_split, load_photos
-from .maps import CWMAccumulator, block_mean, grid_aggregate
+from .maps import CWMAccumulator, block_mean, grid_aggregate, species_log_medians
 from .train import Features, TraitTrainConfig, encode_photos, fit_model, predict_z
 
 
@@ -79,15 +80,6 @@ def _mosaic(region, per_tile) -> np.ndarray:
         rows, cols = region.grid.window_of(tile)
         out[..., rows, cols] = arr
     return out
-
-
-def species_log_medians(region, species_ids=None) -> np.ndarray:
-    """[S, 4] log medians of the region's species table (TRY-like summaries), in ``species_ids`` order."""
-    from .model import TRAITS
-
-    table = {sp.id: sp for sp in region.species}
-    ids = [sp.id for sp in region.species] if species_ids is None else [int(s) for s in species_ids]
-    return np.log(np.array([[table[s].traits[t].median for t in TRAITS] for s in ids], np.float64))
 
 
 def truth_cwm(region, log=print) -> tuple[np.ndarray, np.ndarray]:
@@ -315,6 +307,6 @@ def save_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / "traits_evaluation.json"
     md = out_dir / "traits_evaluation.md"
-    js.write_text(json.dumps(report, indent=2, default=float))
-    md.write_text(format_table(report["rows"]) + "\n")
+    write_report(js, report)
+    write_text(md, format_table(report["rows"]) + "\n")
     return js, md

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from affine import Affine
 
+from inference.traits.model import TRAITS
+
 
 class CWMAccumulator:
     """Streams species chunks of probabilities into community-weighted means and sds.
@@ -109,6 +111,13 @@ class CWMAccumulator:
         sd = torch.where(empty[None], nan, var.sqrt())
         return (mean.float().cpu().numpy().reshape(T, *self.shape),
                 sd.float().cpu().numpy().reshape(T, *self.shape))
+
+
+def species_log_medians(region, species_ids=None) -> np.ndarray:
+    """[S, 4] log medians of the region's species table (TRY-like summaries), in ``species_ids`` order."""
+    table = {sp.id: sp for sp in region.species}
+    ids = [sp.id for sp in region.species] if species_ids is None else [int(s) for s in species_ids]
+    return np.log(np.array([[table[s].traits[t].median for t in TRAITS] for s in ids], np.float64))
 
 
 def cwm(prob, log_trait_means, threshold: float | None = None, log_trait_sds=None, chunk: int = 256):

@@ -41,13 +41,15 @@ report is written beside it.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from inference import checkpoint
+from inference.training import write_report
 
 from .data import PhotoSet, block_split, load_images, photo_features, sample_labels, stratified_batches
 from .model import FrozenEncoders, GeoEncoder, TraitNet, TraitNetConfig, WeightsNotFoundError, make_config
@@ -481,40 +483,33 @@ def train_traits(photos: PhotoSet, out: Path, cfg: TraitTrainConfig, dinov2_path
         report["cleaning"]["non_plant_reference"] = int(non_plant[ref_idx].sum())
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     save_checkpoint(out, encoders, net, scaler, mcfg, cfg, report, climplicit_path, record, screen)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float))
+    write_report(out.with_suffix(".json"), report)
     return report
 
 
 def save_checkpoint(out: Path, encoders: FrozenEncoders, net: TraitNet, scaler: LabelScaler, mcfg: TraitNetConfig,
                     cfg: TraitTrainConfig, report: dict, climplicit_path: Path | None = None,
                     record: dict | None = None, screen: Screen | None = None) -> None:
-    from inference.sdm.train import _save_atomic
-
     cleaning = None
     if record is not None and "step1" in record:
         cleaning = {"joint_uncertainty_threshold": record["step1"]["joint_uncertainty_threshold"],
                     "residual_threshold": record["step2"]["residual_threshold"],
                     "turning_point": record["step2"]["turning_point"]}
-    _save_atomic({
-        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+    checkpoint.save_checkpoint(out, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, {
         "model_config": mcfg.to_dict(), "train_config": asdict(cfg),
         "encoders": {"sources": encoders.sources, "state_dict": encoders.random_state()},
         "geo_pretrained": None if climplicit_path is None else str(climplicit_path),
         "state_dict": net.state_dict(), "scaler": scaler.to_dict(), "cleaning": cleaning,
         "screen": None if screen is None else {"state_dict": screen.net.state_dict(), "threshold": screen.threshold},
         "report": report,
-    }, out)
+    })
 
 
 def load_traits(path: Path, dinov2_path: Path | None = None, depth_path: Path | None = None) -> TraitModel:
     """A trained PlantTraitNet. Pretrained encoders are read from the given local paths, or from the
     paths recorded at training time; a missing folder raises :class:`WeightsNotFoundError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no trait model at {path}: run `geoflora train traits`")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a GeoFlora trait-model checkpoint")
+    ck = checkpoint.load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "trait model",
+                                    train_command="geoflora train traits")
     mcfg = TraitNetConfig.from_dict(ck["model_config"])
     src = ck["encoders"]["sources"]
     img_path = dinov2_path or (src["image"]["path"] if src["image"]["kind"] == "pretrained" else None)

@@ -74,7 +74,7 @@ def test_plots_come_from_train_blocks(region):
     pl = C.sample_plots(region, 300, C.TRAIN, seed=0, cells=cells)
     assert len(pl) == 300 and (pl.lengths > 0).all()
     splits = C.block_splits(region, 0)
-    from inference.sdm.dataset import spatial_blocks
+    from inference.splits import spatial_blocks
 
     assert all(splits[int(b)] == C.TRAIN for b in spatial_blocks(pl.x, pl.y))
     # species ordered by a cover proxy: no duplicates, PAD only at the end

@@ -13,8 +13,8 @@ from inference.sdm.baselines import (
     predict_random_forest,
     tabular_features,
 )
-from inference.sdm.dataset import CAL, TEST, TRAIN
 from inference.sdm.metrics import macro_auc, soft_auc_per_species
+from inference.splits import CAL, TEST, TRAIN
 
 N_SPECIES = 30
 

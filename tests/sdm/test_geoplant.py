@@ -18,8 +18,8 @@ from inference.data.readers import (
     read_s2_glc25,
     write_geoplant_pa,
 )
-from inference.sdm.dataset import CAL, TEST, TRAIN, spatial_blocks
 from inference.sdm.geoplant import GeoPlantLayout, geoplant_samples
+from inference.splits import CAL, TEST, TRAIN, spatial_blocks
 
 REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "geoplant_samples"
 pytestmark = pytest.mark.skipif(not REF.is_dir(), reason="shared reference samples not available")

@@ -8,8 +8,8 @@ import torch
 
 from inference.models.sdm import DEMO, PAPER, MultimodalSDM, SDMConfig
 from inference.sdm import conformal
-from inference.sdm.dataset import CAL, TEST, TRAIN, assign_splits, spatial_blocks
 from inference.sdm.metrics import macro_auc, recall_at_k, sample_f1
+from inference.splits import CAL, TEST, TRAIN, assign_splits, spatial_blocks
 
 
 def test_paper_and_demo_configurations_build_from_arguments():

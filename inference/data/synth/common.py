@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import zlib
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import scipy.fft
 from affine import Affine
 from rasterio.enums import ColorInterp
 
+from backend.core.atomic import atomic_path
 from inference.grid import CRS
 
 GTIFF_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate", zlevel=1)
@@ -64,8 +64,7 @@ def write_geotiff(path: Path, data: np.ndarray, transform: Affine, *, nodata=Non
     if predictor is None:
         predictor = 3 if arr.dtype.kind == "f" else (2 if arr.dtype.itemsize > 1 else 1)
     prof["predictor"] = predictor
-    tmp = path.with_name(path.name + ".tmp")
-    with rasterio.open(tmp, "w", **prof) as dst:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **prof) as dst:
         dst.write(arr)
         if descriptions:
             for i, d in enumerate(descriptions, start=1):
@@ -75,7 +74,6 @@ def write_geotiff(path: Path, data: np.ndarray, transform: Affine, *, nodata=Non
         if colormap:
             dst.write_colormap(1, colormap)
             dst.colorinterp = [ColorInterp.palette]
-    os.replace(tmp, path)
     return path
 
 
