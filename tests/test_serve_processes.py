@@ -25,6 +25,12 @@ def test_a_hung_server_process_is_replaced_while_the_service_keeps_answering(com
     try:
         master = start_server(processes, "api", port, 2, server_env(settings.data_dir, worker_timeout_s=TIMEOUT_S))
         workers = wait_for(lambda: c if len(c := children(master.pid)) == 2 else None, 30, "two server processes")
+        # the service answers (start_server waits for it), but the second process may still be
+        # starting up (app, MapProxy configuration), when it sends no heartbeat yet: let both
+        # finish starting, so the stopped one is killed by the heartbeat timeout measured below
+        time.sleep(TIMEOUT_S)
+        workers = children(master.pid)
+        assert len(workers) == 2, workers
         victim = min(workers)
         os.kill(victim, signal.SIGSTOP)
         t0 = time.monotonic()

@@ -35,6 +35,9 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+MODEL_NAMES = {"sdm": "SDM", "plantbert": "Pl@ntBERT", "botaclip": "BotaCLIP", "traits": "trait model"}
+
+
 @dataclass(frozen=True)
 class RegionRef:
     """The region a command works on: ``--region`` (``given``) or the demo region of the settings."""
@@ -49,6 +52,16 @@ class RegionRef:
             raise click.ClickException(f"region {self.name!r} does not exist at {self.path}: "
                                        f"run `geoflora generate --name {self.name}`")
         return self.path
+
+    def checkpoint(self, kind: str, given: Path | None = None) -> Path:
+        """The ``kind`` model of this region (``given``, else its default path); a click error
+        naming the command that trains it when there is none (the region itself is checked first)."""
+        self.require()
+        path = given or get_settings().layout.checkpoint(self.name, kind)
+        if not path.is_file():
+            raise click.ClickException(f"no {MODEL_NAMES.get(kind, kind)} checkpoint at {path}: "
+                                       f"run `geoflora train {kind} --region {self.name}`")
+        return path
 
     def load(self):
         """The region itself (its rasters, flora and plots), loaded from :meth:`require`'s folder."""

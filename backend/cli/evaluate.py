@@ -30,10 +30,8 @@ def evaluate_plantbert_cmd(region, model_path, sdm_path, no_sdm, n_test) -> None
 
     settings = get_settings()
     name = region.name
+    model_path = region.checkpoint("plantbert", model_path)
     region = region.load()
-    model_path = model_path or settings.layout.checkpoint(name, "plantbert")
-    if not model_path.is_file():
-        raise click.ClickException(f"no Pl@ntBERT checkpoint at {model_path}: run `geoflora train plantbert --region {name}`")
     if not no_sdm:
         sdm_path = sdm_path or settings.layout.checkpoint(name, "sdm")
         if not sdm_path.is_file():
@@ -56,12 +54,8 @@ def evaluate_sdm_cmd(region, sdm_path, seed) -> None:
     """Deep-SDM vs MaxEnt vs random forest on the same held-out blocks: one table."""
     from inference.sdm.compare import compare_sdm, format_table  # torch: only for this command
 
-    settings = get_settings()
-    name = region.name
+    sdm_path = region.checkpoint("sdm", sdm_path)
     region = region.load()
-    sdm_path = sdm_path or settings.layout.checkpoint(name, "sdm")
-    if not sdm_path.is_file():
-        raise click.ClickException(f"no SDM checkpoint at {sdm_path}: run `geoflora train sdm --region {name}`")
     rows = compare_sdm(region, sdm_path, seed=seed, log=click.echo)
     table = format_table(rows)
     write_text(sdm_path.parent / "comparison.md", table + "\n")
@@ -87,13 +81,9 @@ def evaluate_botaclip_cmd(region, sdm_path, botaclip_path, seed) -> None:
     from inference.botaclip.train import load_botaclip  # torch: only for this command
 
     settings = get_settings()
-    name = region.name
+    sdm_path = region.checkpoint("sdm", sdm_path)
+    botaclip_path = region.checkpoint("botaclip", botaclip_path)
     region = region.load()
-    sdm_path = sdm_path or settings.layout.checkpoint(name, "sdm")
-    botaclip_path = botaclip_path or settings.layout.checkpoint(name, "botaclip")
-    for p, cmd in ((sdm_path, "sdm"), (botaclip_path, "botaclip")):
-        if not p.is_file():
-            raise click.ClickException(f"no checkpoint at {p}: run `geoflora train {cmd} --region {name}`")
     model = load_botaclip(botaclip_path, settings.eo_encoder_path)
     tables = compare_with_embeddings(region, sdm_path, model, seed=seed, log=click.echo)
     timing = time_metatile(region, model)

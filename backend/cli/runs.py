@@ -28,9 +28,7 @@ def compute(region, sdm_path, executor) -> None:
     settings = get_settings()
     name = region.name
     path = region.require()
-    sdm_path = sdm_path or settings.layout.checkpoint(name, "sdm")
-    if not sdm_path.is_file():
-        raise click.ClickException(f"no SDM checkpoint at {sdm_path}: run `geoflora train sdm --region {name}`")
+    sdm_path = region.checkpoint("sdm", sdm_path)
     sessions = sessions_for(settings)
     if executor == "celery":
         from backend.jobs.celery_app import run_with_celery  # torch: only for this command

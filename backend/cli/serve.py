@@ -88,13 +88,13 @@ def serve_forever(settings: Settings, host=None, port=None, workers: int | None 
 
 
 class HeartbeatWorker(UvicornWorker):
-    """A uvicorn worker whose event loop tells gunicorn it is alive four times per worker timeout.
+    """A uvicorn worker whose event loop tells gunicorn it is alive eight times per worker timeout.
     (uvicorn's own worker does so once per timeout, so a healthy process's heartbeat reaches the
     timeout itself: gunicorn could kill it, and kills a hung one anywhere from 0 to one timeout.)"""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.config.timeout_notify = max(self.timeout / 4, 0.25)
+        self.config.timeout_notify = max(self.timeout / 8, 0.25)
 
 
 def _heartbeat_at_fork(_server, worker) -> None:
