@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 from typing import Annotated
 
+import morecantile
 import rasterio
 from fastapi import Depends, FastAPI, Path, Request
 from rasterio.errors import RasterioError, RasterioIOError
@@ -23,6 +24,7 @@ from rio_tiler.errors import (
     RioTilerError,
     TileOutsideBounds,
 )
+from rio_tiler.io import Reader
 from starlette import status
 from titiler.core.algorithm import Algorithms, default_algorithms
 from titiler.core.dependencies import BidxExprParams, create_colormap_dependency
@@ -106,9 +108,6 @@ TITILER_ZOOMS_BELOW_MIN = 4
 
 @lru_cache(maxsize=4096)
 def _min_zoom(path: str, _mtime_ns: int, tms_id: str) -> int | None:
-    import morecantile
-    from rio_tiler.io import Reader
-
     try:
         tms = morecantile.tms.get(tms_id)
     except Exception:  # noqa: BLE001 - an unknown set is TiTiler's own 4xx
