@@ -97,7 +97,7 @@ def main() -> None:
         step = args.habitat_step or Settings(_env_file=None).habitat_step
         region = load_region(args.region)
         opt = {k: (p if (p := args.models / f"{k}.pt").is_file() else None) for k in ("plantbert", "botaclip")}
-        models = models_for(args.models / "sdm.pt", device, opt["plantbert"], opt["botaclip"])
+        models = models_for({"sdm": args.models / "sdm.pt", **opt}, device)
         anchor_cells = 512
     tile = next(region.grid.metatiles())
     n = tile_rows * CELLS_PER_METATILE
@@ -213,11 +213,10 @@ def _paper_models(region, device: str, habitat_step: int, list_size: int = 90):
     from transformers import Dinov2Config, Dinov2Model
 
     from bench.sdm import _norm
-    from inference.botaclip.embed import embed_points
+    from inference.botaclip.embed import embed_points, fit_pca_colours
     from inference.botaclip.model import BotaCLIP, BotaCLIPConfig, HFImageEncoder
-    from inference.botaclip.train import fit_pca_colours
     from inference.habitat.plantbert import PlantBert, Vocab, bert_kwargs, build_classifier
-    from inference.models.sdm import PAPER, MultimodalSDM, SDMConfig
+    from inference.sdm.model import PAPER, MultimodalSDM, SDMConfig
 
     torch.manual_seed(0)
     tile = next(region.grid.metatiles())

@@ -47,8 +47,8 @@ def _probabilities(args, region, tile):
         with np.load(cache) as z:
             return z["p"], z["ids"].tolist(), str(z["source"]), (float(z["t"]) if z["t"] >= 0 else None)
     if args.sdm and Path(args.sdm).is_file():
+        from inference.sdm.model import load_sdm
         from inference.sdm.predict import MetaTileSDM
-        from inference.sdm.train import load_sdm
 
         model, norm, ck = load_sdm(Path(args.sdm))
         t0 = time.perf_counter()

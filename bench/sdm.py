@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.data.region import generate_region, load_region  # noqa: E402
-from inference.models.sdm import DEMO, PAPER, MultimodalSDM, SDMConfig  # noqa: E402
+from inference.sdm.model import DEMO, PAPER, MultimodalSDM, SDMConfig  # noqa: E402
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities  # noqa: E402
 from inference.sdm.preprocess import Normalizer  # noqa: E402
 

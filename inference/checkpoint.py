@@ -14,11 +14,8 @@ from typing import Any
 import torch
 
 from backend.core.atomic import atomic_path
-from backend.core.errors import CheckpointError
-
-
-class CheckpointMissing(CheckpointError, FileNotFoundError):
-    """No model file where one was expected."""
+from backend.core.errors import CheckpointError, CheckpointMissing
+from inference.models import kind as model_kind
 
 
 def save_torch(path: str | Path, obj: Any) -> Path:
@@ -33,15 +30,16 @@ def save_checkpoint(path: str | Path, kind: str, version: int, payload: dict) ->
     return save_torch(path, {"format": kind, "version": version, **payload})
 
 
-def load_checkpoint(path: str | Path, kind: str, versions: tuple[int, ...] = (1,), what: str | None = None,
-                    map_location: str = "cpu", train_command: str | None = None) -> dict:
-    """The checkpoint at ``path``, checked to be of ``kind`` and one of ``versions``;
-    ``train_command`` (``geoflora train ...``) is named when the file is missing."""
-    what = what or kind
+def load_checkpoint(path: str | Path, kind: str, versions: tuple[int, ...], model: str,
+                    map_location: str = "cpu") -> dict:
+    """The checkpoint at ``path``, checked to be of format ``kind`` and one of ``versions``;
+    ``model`` is the model kind of :mod:`inference.models` (its title and train command are named
+    in the errors)."""
+    mk = model_kind(model)
+    what = mk.title
     path = Path(path)
     if not path.is_file():
-        raise CheckpointMissing(f"no {what} checkpoint at {path}"
-                                + (f": run `{train_command}`" if train_command else ""))
+        raise CheckpointMissing(f"no {what} checkpoint at {path}: run `{mk.train_command}`")
     try:
         ck = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error to the user

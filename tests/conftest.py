@@ -116,8 +116,8 @@ def computed(tmp_path_factory, tiny_region, tiny_sdm, tiny_botaclip, tiny_plantb
     settings = make_settings(data_dir, port=port)
     migrate(settings.db_url)
     sessions = make_sessionmaker(make_engine(settings.db_url))
-    run_id = run_local(settings, sessions, "tiny", tiny_region, tiny_sdm, progress=False,
-                       botaclip_checkpoint=tiny_botaclip, plantbert_checkpoint=tiny_plantbert)
+    run_id = run_local(settings, sessions, "tiny", tiny_region,
+                       {"sdm": tiny_sdm, "plantbert": tiny_plantbert, "botaclip": tiny_botaclip}, progress=False)
     return settings, sessions, run_id
 
 

@@ -76,7 +76,7 @@ def test_killed_worker_mid_metatile_and_a_new_worker_completes_the_region(tmp_pa
 
     from backend.jobs.celery_app import submit_run
 
-    run_id, result = submit_run(settings, sessions, "pair", region_2x1, tiny_sdm)
+    run_id, result = submit_run(settings, sessions, "pair", region_2x1, {"sdm": tiny_sdm})
     first = _worker(env, "first", tmp_path / "first.log")
     try:
         # Wait until the first worker is inside a meta-tile, give it a moment, then kill it.

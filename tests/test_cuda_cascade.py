@@ -21,7 +21,7 @@ def test_cascade_on_cuda_matches_cpu(tiny_region, tiny_sdm, tiny_botaclip, tiny_
     tile = next(region.grid.metatiles())
     out = {}
     for device in ("cpu", "cuda"):
-        models = models_for(tiny_sdm, device, tiny_plantbert, tiny_botaclip)
+        models = models_for({"sdm": tiny_sdm, "plantbert": tiny_plantbert, "botaclip": tiny_botaclip}, device)
         profile = run_profile(region, models, n_cells=300, habitat_step=1)
         out[device] = compute_metatile(region, tile, models, profile, n_rows=100)
     cpu, gpu = out["cpu"], out["cuda"]

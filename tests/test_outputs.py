@@ -61,8 +61,8 @@ def test_indicator_layers_match_a_direct_computation(computed, tiny_region, tiny
     """Every indicator band against numpy sums over the model run the slow way (one patch per cell)."""
     from backend.db.models import Run
     from inference.data.region import load_region
+    from inference.sdm.model import load_sdm
     from inference.sdm.predict import per_patch_probabilities
-    from inference.sdm.train import load_sdm
 
     settings, sessions, run_id = computed
     with sessions() as session:
@@ -116,8 +116,8 @@ def test_indicator_layers_match_a_direct_computation(computed, tiny_region, tiny
 def test_trait_layers_are_community_weighted_means(computed, tiny_region, tiny_sdm):
     from backend.db.models import Run
     from inference.data.region import load_region
+    from inference.sdm.model import load_sdm
     from inference.sdm.predict import per_patch_probabilities
-    from inference.sdm.train import load_sdm
 
     settings, sessions, run_id = computed
     with sessions() as session:
@@ -144,7 +144,7 @@ def test_trait_layers_are_community_weighted_means(computed, tiny_region, tiny_s
 
 def test_embedding_layer_is_the_botaclip_pca_of_each_cell(computed, tiny_region, tiny_botaclip):
     from inference.botaclip.embed import embed_points, pca_rgb
-    from inference.botaclip.train import load_botaclip
+    from inference.botaclip.model import load_botaclip
     from inference.data.region import load_region
 
     tile, _, nodata = _read(computed, "embedding.pca")
@@ -205,8 +205,8 @@ def test_species_layers_hold_the_probabilities_of_species_present_somewhere(comp
 
     from backend.db.models import Layer, Run
     from inference.data.region import load_region
+    from inference.sdm.model import load_sdm
     from inference.sdm.predict import per_patch_probabilities
-    from inference.sdm.train import load_sdm
 
     settings, sessions, run_id = computed
     with sessions() as session:
@@ -324,7 +324,7 @@ def test_first_rows_of_a_metatile_equal_the_whole_computation(computed, tiny_reg
         profile = RunProfile.from_dict(session.get(Run, run_id).config["profile"])
     region = load_region(tiny_region)
     tile = next(region.grid.metatiles())
-    part = compute_metatile(region, tile, models_for(tiny_sdm, "cpu", tiny_plantbert, tiny_botaclip), profile,
+    part = compute_metatile(region, tile, models_for({"sdm": tiny_sdm, "plantbert": tiny_plantbert, "botaclip": tiny_botaclip}, "cpu"), profile,
                             n_rows=37)
     # (habitats are left out: refinement on a 37-row band has another lattice than on the whole tile)
     for layer in ("indicator.richness", "embedding.pca", "trait.height", "truth.richness"):
@@ -350,7 +350,7 @@ def test_sdm_files_are_written_while_plantbert_computes_and_a_crash_leaves_no_ma
     migrate(settings.db_url)
     sessions = make_sessionmaker(make_engine(settings.db_url))
     settings = settings.model_copy(update={"device": "cpu", "habitat_step": 8})
-    run_id = create_run(settings, sessions, "tiny", tiny_region, tiny_sdm, tiny_plantbert, None)
+    run_id = create_run(settings, sessions, "tiny", tiny_region, {"sdm": tiny_sdm, "plantbert": tiny_plantbert})
     tile_id = "E4200N2800"
     folder = settings.layout.metatile_dir(run_id, tile_id)
     real = infer.classify_metatile

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import colorsys
+import zlib
+
 from rio_tiler.colormap import cmap as _default_cmap
 
 # Categorical colour tables GeoFlora adds to rio-tiler's named colour maps (TiTiler serves them by
@@ -53,9 +56,6 @@ EUNIS_HUES = {"T": (125, 0.55), "R": (70, 0.65), "S": (290, 0.40), "Q": (180, 0.
 
 def eunis_color(code: str) -> tuple[int, int, int, int]:
     """A stable colour for a EUNIS code: the hue of its level-1 group, lightness from its subtype."""
-    import colorsys
-    import zlib
-
     hue, sat = EUNIS_HUES.get(code[:1], (0, 0.0))
     rest = code[1:].replace(".", "")
     if not rest:

@@ -25,6 +25,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import rasterio
 import yaml
+from mapproxy.config.loader import load_configuration
+from mapproxy.wsgiapp import MapProxyApp
 from rasterio.warp import transform_bounds
 
 from backend.core.atomic import atomic_open
@@ -32,6 +34,7 @@ from backend.core.layers import LayerInfo, LiveSnapshot, SnapshotSource
 from backend.core.settings import Settings
 from tiles.cog import GDAL_ENV
 from tiles.featureinfo import INFO_FORMATS
+from tiles.mapproxy_source import register
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +157,6 @@ def drop_stale_caches(settings: Settings, live_run: str) -> None:
 def load_mapproxy(path: Path, snapshot: LiveSnapshot):
     """MapProxy's configuration object for the YAML at ``path``, its ``geoflora`` sources bound to
     the layers of ``snapshot``."""
-    from mapproxy.config.loader import load_configuration
-
-    from tiles.mapproxy_source import register
 
     register()
     conf = load_configuration(str(path))
@@ -165,8 +165,6 @@ def load_mapproxy(path: Path, snapshot: LiveSnapshot):
 
 
 def make_mapproxy_app(path: Path, snapshot: LiveSnapshot):
-    from mapproxy.wsgiapp import MapProxyApp
-
     conf = load_mapproxy(path, snapshot)
     app = MapProxyApp(conf.configured_services(), conf.base_config)
     # Serve WMS at /wms as well as MapProxy's own /service.

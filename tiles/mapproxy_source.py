@@ -13,7 +13,12 @@ import io
 import json
 import logging
 
-from mapproxy.config.configuration.source import SourceConfiguration, register_source_configuration
+from mapproxy.config.configuration.base import ConfigurationError
+from mapproxy.config.configuration.source import (
+    SourceConfiguration,
+    register_source_configuration,
+    source_configuration_types,
+)
 from mapproxy.extent import MapExtent
 from mapproxy.featureinfo import create_featureinfo_doc
 from mapproxy.image import BlankImageResult, ImageResult
@@ -117,8 +122,6 @@ class GeoFloraSourceConfiguration(SourceConfiguration):
     def _info(self) -> LayerInfo:
         layers = getattr(self.context, "geoflora_layers", None)
         if layers is None or self.conf["layer"] not in layers:
-            from mapproxy.config.configuration.base import ConfigurationError
-
             raise ConfigurationError(f"geoflora source: unknown layer {self.conf['layer']!r}")
         return layers[self.conf["layer"]]
 
@@ -137,7 +140,5 @@ SPEC = {required("layer"): "", required("bbox"): [0.0], "transparent": False, "c
 
 def register() -> None:
     """Make ``type: geoflora`` known to MapProxy (idempotent)."""
-    from mapproxy.config.configuration.source import source_configuration_types
-
     if source_configuration_types.get("geoflora") is not GeoFloraSourceConfiguration:
         register_source_configuration("geoflora", GeoFloraSourceConfiguration, "geoflora", SPEC)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import morecantile
 from fastapi import Request
 from pyproj import Transformer
 from titiler.core.errors import BadRequestError
@@ -257,8 +258,6 @@ def check_query(request: Request, max_image_px: int) -> None:
 def check_tile_index(tms_id: str | None, z: str, x: str, y: str) -> None:
     """A tile address inside its tile matrix set: a zoom level the set defines, and a column and
     row inside that level's matrix (a huge z or x would overflow the tile arithmetic)."""
-    import morecantile
-
     zoom = _int("z", z, 0, MAX_ZOOM)
     try:
         tms = morecantile.tms.get(tms_id or "WebMercatorQuad")

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import math
 
+from mapproxy.seed.config import SeedingConfiguration
+from mapproxy.seed.seeder import seed
+from mapproxy.seed.util import ProgressLog
+
+from backend.core.errors import InvalidInput
 from backend.core.layers import LiveSnapshot
 from backend.core.settings import Settings
 from tiles.mapproxy_app import CACHE_GRIDS, layer_bounds_wgs84, load_mapproxy, mapproxy_config, write_config
@@ -29,11 +34,6 @@ def seed_low_zooms(settings: Settings, snapshot: LiveSnapshot, layer_ids: list[s
     """Render and store every cache tile of ``layer_ids`` (default: all layers) over each layer's
     extent, in ``grids`` (default: all three), down to the level matching Web Mercator
     ``max_zoom``. Returns the levels seeded per grid."""
-    from mapproxy.seed.config import SeedingConfiguration
-    from mapproxy.seed.seeder import seed
-    from mapproxy.seed.util import ProgressLog
-
-    from backend.core.errors import InvalidInput
 
     layer_ids = layer_ids or sorted(snapshot.layers)
     unknown = [i for i in layer_ids if i not in snapshot.layers]

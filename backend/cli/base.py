@@ -13,7 +13,7 @@ import click
 from backend.core.errors import GeoFloraError
 from backend.core.settings import Settings, get_settings
 from backend.db.engine import make_engine, make_sessionmaker, migrate
-from inference.data.region import load_region
+from inference.models import kind as model_kind
 
 
 class GeoFloraGroup(click.Group):
@@ -35,9 +35,6 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-MODEL_NAMES = {"sdm": "SDM", "plantbert": "Pl@ntBERT", "botaclip": "BotaCLIP", "traits": "trait model"}
-
-
 @dataclass(frozen=True)
 class RegionRef:
     """The region a command works on: ``--region`` (``given``) or the demo region of the settings."""
@@ -57,14 +54,17 @@ class RegionRef:
         """The ``kind`` model of this region (``given``, else its default path); a click error
         naming the command that trains it when there is none (the region itself is checked first)."""
         self.require()
+        mk = model_kind(kind)
         path = given or get_settings().layout.checkpoint(self.name, kind)
         if not path.is_file():
-            raise click.ClickException(f"no {MODEL_NAMES.get(kind, kind)} checkpoint at {path}: "
-                                       f"run `geoflora train {kind} --region {self.name}`")
+            raise click.ClickException(f"no {mk.title} checkpoint at {path}: "
+                                       f"run `{mk.train_command} --region {self.name}`")
         return path
 
     def load(self):
         """The region itself (its rasters, flora and plots), loaded from :meth:`require`'s folder."""
+        from inference.data.region import load_region  # torch: only for commands that read a region
+
         return load_region(self.require())
 
 

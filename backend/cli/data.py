@@ -12,7 +12,6 @@ from backend.cli.base import main, region_option
 from backend.core.errors import DataFormatError
 from backend.core.settings import Settings, get_settings
 from backend.db.engine import migrate as do_migrate
-from inference.data.region import generate_region
 
 
 @main.command()
@@ -46,6 +45,8 @@ def generate(name, seed, size, n_species, x0, y0, force) -> None:
 
 
 def generate_region_folder(settings: Settings, name: str, seed=None, size=None, n_species=None, x0=None, y0=None) -> Path:
+    """Generate the region ``name`` in its folder (settings ``demo_*`` for what is not given)."""
+    from inference.data.region import generate_region  # torch: only for the commands that generate a region
 
     kwargs = {}
     if x0 is not None:

@@ -78,7 +78,7 @@ def evaluate_botaclip_cmd(region, sdm_path, botaclip_path, seed) -> None:
         format_table,
         time_metatile,
     )
-    from inference.botaclip.train import load_botaclip  # torch: only for this command
+    from inference.botaclip.model import load_botaclip  # torch: only for this command
 
     settings = get_settings()
     sdm_path = region.checkpoint("sdm", sdm_path)

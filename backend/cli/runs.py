@@ -12,7 +12,7 @@ from backend.cli.serve import serve_forever
 from backend.cli.train import train_botaclip_cmd, train_plantbert_cmd
 from backend.core.settings import get_settings
 from backend.db.queries import live_run_for
-from inference.data.region import load_region
+from inference.models import default_checkpoints
 
 
 @main.command()
@@ -28,14 +28,14 @@ def compute(region, sdm_path, executor) -> None:
     settings = get_settings()
     name = region.name
     path = region.require()
-    sdm_path = region.checkpoint("sdm", sdm_path)
+    checkpoints = {**default_checkpoints(settings.layout, name), "sdm": region.checkpoint("sdm", sdm_path)}
     sessions = sessions_for(settings)
     if executor == "celery":
         from backend.jobs.celery_app import run_with_celery  # torch: only for this command
 
-        run_id = run_with_celery(settings, sessions, name, path, sdm_path, **settings.cascade_checkpoints(name))
+        run_id = run_with_celery(settings, sessions, name, path, checkpoints)
     else:
-        run_id = run_local(settings, sessions, name, path, sdm_path, **settings.cascade_checkpoints(name))
+        run_id = run_local(settings, sessions, name, path, checkpoints)
     click.echo(f"run {run_id} is live")
 
 
@@ -54,6 +54,7 @@ DEMO_PLANTBERT = {"size": "small", "top_n": 50, "n_plots": 15_000, "epochs": 2}
 def demo(ctx) -> None:
     """Migrate; generate the demo region, train its models and compute it, each only if missing; serve."""
     from backend.jobs.runs import run_local  # torch: only for this command
+    from inference.data.region import load_region  # torch: only for this command
     from inference.sdm.dataset import region_samples  # torch: only for this command
     from inference.sdm.train import TrainConfig, train_sdm  # torch: only for this command
 
@@ -80,7 +81,7 @@ def demo(ctx) -> None:
         ctx.invoke(train_botaclip_cmd, region_name=name)
     run_id = live_run_for(sessions, name)
     if run_id is None:
-        run_id = run_local(settings, sessions, name, path, sdm_path, **settings.cascade_checkpoints(name))
+        run_id = run_local(settings, sessions, name, path, default_checkpoints(settings.layout, name))
         click.echo(f"run {run_id} is live")
     else:
         click.echo(f"reusing live run {run_id}")

@@ -6,6 +6,7 @@ import click
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
+from backend.app import create_app
 from backend.catalog import LiveCatalog
 from backend.cli.base import main, sessions_for
 from backend.core.settings import Settings, get_settings
@@ -76,14 +77,11 @@ def serve_forever(settings: Settings, host=None, port=None, workers: int | None 
                 self.cfg.set(key, value)
 
         def load(self):
-            from backend.main import app  # in each worker process: nothing is shared across the fork
+            return create_app()  # in each worker process: no app, engine or connection crosses the fork
 
-            return app
-
-    # The libraries load here, once, before the fork (the app itself, its engine and connections are
-    # made in each process): a new or replacement process starts serving in about a second.
-    import backend.app  # noqa: F401
-
+    # The libraries are imported with this module, once, before the fork (the app itself, its
+    # engine and connections are made in each process): a new or replacement process starts
+    # serving in about a second.
     Server().run()
 
 

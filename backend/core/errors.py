@@ -106,3 +106,8 @@ class AssemblageError(GeoFloraError, ValueError):
 
 class CheckpointError(GeoFloraError, ValueError):
     """A model file that is missing, of another kind, or of a version this code cannot read."""
+
+
+
+class CheckpointMissing(CheckpointError, FileNotFoundError):
+    """No model file where one was expected."""

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from backend.core.errors import NotFound
 
-MODEL_KINDS = ("sdm", "plantbert", "botaclip", "traits")
 REPORT_INDEX_DIR = "report-index"
 MANIFEST = "manifest.json"  # written last: a meta-tile is finished exactly when its manifest exists
 
@@ -43,9 +42,8 @@ class DataLayout:
         return self.data_dir / "models"
 
     def checkpoint(self, region: str, kind: str) -> Path:
-        """Where ``geoflora train <kind>`` writes the model of ``region`` by default."""
-        if kind not in MODEL_KINDS:
-            raise ValueError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
+        """Where ``geoflora train <kind>`` writes the model of ``region`` by default (the kinds:
+        ``inference.models.KINDS``)."""
         return self.models_dir / region / f"{kind}.pt"
 
     # runs

@@ -160,12 +160,6 @@ class Settings(BaseSettings):
         """Where every file lives under the data dir (backend/core/paths.py, the one home of paths)."""
         return DataLayout(self.data_dir, self.tile_cache_dir)
 
-    def cascade_checkpoints(self, region: str) -> dict[str, Path | None]:
-        """The optional cascade models of ``region`` that exist (Pl@ntBERT, BotaCLIP)."""
-        return {f"{kind}_checkpoint": p if (p := self.layout.checkpoint(region, kind)).is_file() else None
-                for kind in ("plantbert", "botaclip")}
-
-
 @lru_cache
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""

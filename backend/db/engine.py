@@ -6,6 +6,10 @@ import functools
 import os
 from pathlib import Path
 
+import sqlean
+from alembic import command
+from alembic.config import Config
+from geoalchemy2 import load_spatialite
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,9 +28,6 @@ def make_engine(url: str, **kwargs) -> Engine:
     ``transaction=True`` makes the first ``InitSpatialMetadata`` take 0.2 s instead of ~10 s.
     """
     if is_sqlite(url):
-        import sqlean
-        from geoalchemy2 import load_spatialite
-
         os.environ.setdefault("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
         db = make_url(url).database
         if db and db != ":memory:":
@@ -54,9 +55,6 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` with Alembic (both backends)."""
-    from alembic import command
-    from alembic.config import Config
-
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

@@ -10,6 +10,7 @@ visible file. Clients send tasks by name, so they need no task code.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -100,16 +101,16 @@ def _register_tasks(app: Celery) -> None:
         return ReportService(settings, sessions).run_stored(report_id)
 
 
-def submit_run(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path,
-               plantbert_checkpoint: Path | None = None, botaclip_checkpoint: Path | None = None):
-    """Create a run and fan it out over the workers: one task per meta-tile, then the finaliser.
+def submit_run(settings: Settings, sessions, region_name: str, region_path: Path,
+               checkpoints: Mapping[str, Path | None]):
+    """Create a run (``checkpoints``: ``{kind: path}`` of its models) and fan it out over the
+    workers: one task per meta-tile, then the finaliser.
 
     Returns the run id and the chord's result handle.
     """
     from backend.jobs.runs import create_run  # torch: the run's profile needs the models
 
-    run_id = create_run(settings, sessions, region_name, region_path, sdm_checkpoint, plantbert_checkpoint,
-                        botaclip_checkpoint)
+    run_id = create_run(settings, sessions, region_name, region_path, checkpoints)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     app = celery_for(settings)
@@ -146,9 +147,9 @@ def wait_for_run(sessions, run_id: str, result, timeout: float = 3600, progress:
         bar.close()
 
 
-def run_with_celery(settings: Settings, sessions, region_name: str, region_path: Path, sdm_checkpoint: Path,
-                    timeout: float = 3600, progress: bool = True, **models: Path | None) -> str:
+def run_with_celery(settings: Settings, sessions, region_name: str, region_path: Path,
+                    checkpoints: Mapping[str, Path | None], timeout: float = 3600, progress: bool = True) -> str:
     """Fan a new run out over the workers and wait, with a progress bar, until it is live."""
-    run_id, result = submit_run(settings, sessions, region_name, region_path, sdm_checkpoint, **models)
+    run_id, result = submit_run(settings, sessions, region_name, region_path, checkpoints)
     wait_for_run(sessions, run_id, result, timeout=timeout, progress=progress)
     return run_id

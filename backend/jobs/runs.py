@@ -8,6 +8,7 @@ import math
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -34,16 +35,15 @@ def new_run_id(region: str) -> str:
 
 
 def create_run(settings: Settings, sessions: sessionmaker[Session], region_name: str, region_path: Path,
-               sdm_checkpoint: Path, plantbert_checkpoint: Path | None = None,
-               botaclip_checkpoint: Path | None = None) -> str:
+               checkpoints: Mapping[str, Path | None]) -> str:
     """Register a pending run over every meta-tile of the region at ``region_path``.
 
-    The run's region-wide profile (conformal threshold, specialist species) is computed here once
-    (:func:`inference.pipeline.run.plan_run`), so every meta-tile, on any worker, uses the same
-    species lists. Pl@ntBERT and BotaCLIP take part when their checkpoints are given.
+    ``checkpoints``: ``{kind: path}`` of the cascade's models (the SDM required; Pl@ntBERT and
+    BotaCLIP take part when given). The run's region-wide profile (conformal threshold, specialist
+    species) is computed here once (:func:`inference.pipeline.run.plan_run`), so every meta-tile,
+    on any worker, uses the same species lists.
     """
-    config, tiles = cascade.plan_run(region_path, sdm_checkpoint, settings.device, plantbert_checkpoint,
-                                     botaclip_checkpoint, settings.habitat_step)
+    config, tiles = cascade.plan_run(region_path, checkpoints, settings.device, settings.habitat_step)
     run_id = new_run_id(region_name)
     with sessions.begin() as session:
         session.add(Run(id=run_id, region=region_name, status="running", is_live=False, config=config))
@@ -227,11 +227,9 @@ def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: st
 
 
 def run_local(settings: Settings, sessions: sessionmaker[Session], region_name: str, region_path: Path,
-              sdm_checkpoint: Path, progress: bool = True, plantbert_checkpoint: Path | None = None,
-              botaclip_checkpoint: Path | None = None) -> str:
+              checkpoints: Mapping[str, Path | None], progress: bool = True) -> str:
     """Create a run and compute it in this process, meta-tile after meta-tile, then go live."""
-    run_id = create_run(settings, sessions, region_name, region_path, sdm_checkpoint, plantbert_checkpoint,
-                        botaclip_checkpoint)
+    run_id = create_run(settings, sessions, region_name, region_path, checkpoints)
     with sessions() as session:
         tiles = [t.tile_id for t in session.get(Run, run_id).metatiles]
     # Meta-tile i's COGs are written while meta-tile i + 1 is computed (one in flight bounds memory).

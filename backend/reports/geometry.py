@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import shapely
 from pyproj import Transformer
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
@@ -171,7 +172,5 @@ def parse_area(doc: object, max_vertices: int, max_area_km2: float) -> Area:
 
 
 def _xy(xy):
-    import numpy as np
-
     x, y = _to_grid().transform(xy[:, 0], xy[:, 1])
     return np.column_stack([x, y])

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from backend.core.errors import InvalidInput, NotReady
 from backend.deps import ReportsDep, SettingsDep
@@ -70,8 +71,6 @@ async def post_report(request: Request, reports: ReportsDep, settings: SettingsD
     """Summarise what lives in an area. The report id is derived from the normalised geometry and
     the run, so the same area posted again is answered from the store. Areas above
     `GEOFLORA_REPORT_ASYNC_KM2` are computed in the background (202 with `Location` and `Retry-After`)."""
-    from starlette.concurrency import run_in_threadpool
-
     doc = parse_json(await request.body())
     done = await run_in_threadpool(reports.submit, doc, run)
     if done.status != "done":

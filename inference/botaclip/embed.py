@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
 
-from .model import CELL_PX, BotaCLIP, model_device
+from .model import CELL_PX, BandError, BotaCLIP, encode, model_device
 
 S2_RES = 10
 
@@ -53,8 +53,6 @@ def _shared(region, tile: MetaTile, model: BotaCLIP, r0: int, r1: int, strip_row
     out = np.empty((model.dim, r1 - r0, n), np.float32)
     with rasterio.open(region.s2_path) as src:
         if src.count != enc.in_bands:
-            from .model import BandError
-
             raise BandError(f"{region.s2_path} has {src.count} bands; the encoder takes {enc.in_bands} (R, G, B, NIR)")
         t = src.transform
         c_centre = int(np.floor((tile.x0 + CELL_M / 2 - t.c) / t.a))
@@ -91,8 +89,6 @@ def _interp_matrix(n_out: np.ndarray, knots: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def embed_points(region, model: BotaCLIP, x: np.ndarray, y: np.ndarray, batch: int = 512) -> np.ndarray:
     """Unit embeddings [N, D] of the cells at EPSG:3035 points, each from its own S2 patch."""
-    from .train import encode
-
     out = []
     for i in range(0, len(x), batch):
         s2 = region.extract_s2(x[i:i + batch], y[i:i + batch], size=model.patch_size)
@@ -153,8 +149,6 @@ def pca_rgb(emb: np.ndarray, components=None) -> np.ndarray:
         raise ValueError(f"expected embeddings [D, H, W], got shape {emb.shape}")
     D, H, W = emb.shape
     if components is None:
-        from .train import fit_pca_colours
-
         flat = emb.reshape(D, -1).T
         if len(flat) > 50_000:
             flat = flat[np.random.default_rng(0).choice(len(flat), 50_000, replace=False)]
@@ -168,3 +162,25 @@ def pca_rgb(emb: np.ndarray, components=None) -> np.ndarray:
     v = np.einsum("kd,dp->kp", comps, emb.reshape(D, -1) - mean[:, None])
     scaled = (v - lo[:, None]) / (hi - lo)[:, None]
     return np.round(np.clip(scaled, 0, 1) * 255).astype(np.uint8).reshape(3, H, W)
+
+
+PCA_PERCENTILES = (2.0, 98.0)
+
+
+@torch.no_grad()
+def fit_pca_colours(emb: np.ndarray, percentiles=PCA_PERCENTILES) -> dict:
+    """First three principal components of embeddings [N, D] and fixed stretch limits (percentiles)."""
+    emb = np.asarray(emb, np.float64)
+    mean = emb.mean(0)
+    _, _, vt = np.linalg.svd(emb - mean, full_matrices=False)
+    comps = vt[:3]
+    # a deterministic sign: the largest loading of each component is positive
+    sign = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(1)])
+    comps = comps * sign[:, None]
+    if len(comps) < 3:
+        comps = np.vstack([comps, np.zeros((3 - len(comps), emb.shape[1]))])
+    v = (emb - mean) @ comps.T
+    lo, hi = np.percentile(v, percentiles[0], axis=0), np.percentile(v, percentiles[1], axis=0)
+    return {"mean": mean.astype(np.float32).tolist(), "components": comps.astype(np.float32).tolist(),
+            "lo": lo.astype(np.float32).tolist(), "hi": np.maximum(hi, lo + 1e-6).astype(np.float32).tolist(),
+            "percentiles": list(percentiles), "n": int(len(emb))}

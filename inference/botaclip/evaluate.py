@@ -22,11 +22,11 @@ from torch.nn import functional as F
 from inference.sdm import conformal
 from inference.sdm.dataset import extract_inputs, region_samples
 from inference.sdm.metrics import evaluate, macro_auc
-from inference.sdm.train import load_sdm
+from inference.sdm.model import load_sdm
 from inference.splits import CAL, TEST, TRAIN
 
-from .model import BotaCLIP
-from .train import encode, load_botaclip
+from .embed import metatile_embeddings, pca_rgb
+from .model import BotaCLIP, encode, load_botaclip
 
 PENALTIES = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 PROTOCOLS = {
@@ -240,8 +240,6 @@ def compare_with_embeddings(region, sdm_path: Path, botaclip, seed: int = 0, log
 
 def time_metatile(region, model: BotaCLIP, step: int = 1, tile=None) -> dict:
     """Seconds for the embeddings of one whole meta-tile (and the PCA colours), on this process's threads."""
-    from .embed import metatile_embeddings, pca_rgb
-
     tile = tile or next(iter(region.grid.metatiles()))
     t = time.perf_counter()
     emb = metatile_embeddings(region, tile, model, step=step)

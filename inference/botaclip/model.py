@@ -32,11 +32,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import AutoConfig, AutoModel
 
-from inference.checkpoint import save_torch
+from inference.checkpoint import load_checkpoint, save_torch
+from inference.sdm.preprocess import Normalizer
 
 CELL_PX = 5  # Sentinel-2 10 m pixels per 50 m grid cell
 N_BANDS = 4  # R, G, B, NIR
@@ -120,7 +123,6 @@ class HFImageEncoder(nn.Module):
 
     def __init__(self, path: Path, patch_size: int = 56) -> None:
         super().__init__()
-        from transformers import AutoConfig, AutoModel
 
         cfg = AutoConfig.from_pretrained(str(path), local_files_only=True)
         nc = int(getattr(cfg, "num_channels", 3))
@@ -282,8 +284,6 @@ class SpeciesListEncoder(nn.Module):
 
 def lists_to_bag(lists: list, dropout: float = 0.0, rng=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Species index lists -> (flat ids, offsets) for EmbeddingBag; ``dropout`` hides species (>= 1 kept)."""
-    import numpy as np
-
     ids, offsets, pos = [], [], 0
     for lst in lists:
         lst = np.asarray(lst, np.int64)
@@ -381,3 +381,74 @@ class BotaCLIP(nn.Module):
         reg = (1 - F.cosine_similarity(e, h0, dim=-1)).mean()
         total = nce + self.config.reg_weight * reg
         return total, {"infonce": float(nce.detach()), "reg": float(reg.detach()), "scale": float(scale.detach())}
+
+
+# ---------------------------------------------------------------------------------------------
+# frozen features and checkpoints
+
+def dihedral(arr: np.ndarray, k: int) -> np.ndarray:
+    """View k in 0..7 of [..., H, W]: k % 4 quarter turns, mirrored when k >= 4."""
+    out = np.rot90(arr, k % 4, axes=(-2, -1))
+    return out[..., ::-1] if k >= 4 else out
+
+
+@torch.no_grad()
+def encode(encoder, norm: Normalizer, s2: np.ndarray, batch: int = 256, view: int = 0) -> torch.Tensor:
+    """Frozen features [N, F] of uint16 S2 patches (centre-cropped to the encoder's patch size)."""
+    P = encoder.patch_size
+    if s2.ndim != 4 or s2.shape[1] != encoder.in_bands:
+        raise BandError(f"expected S2 patches [N, {encoder.in_bands}, P, P] (R, G, B, NIR), got {s2.shape}")
+    if s2.shape[-1] < P:
+        raise ValueError(f"patches of {s2.shape[-1]} px are smaller than the encoder's {P}")
+    off = (s2.shape[-1] - P) // 2
+    encoder.eval()
+    dev = model_device(encoder)
+    out = []
+    for i in range(0, len(s2), batch):
+        a = s2[i:i + batch, :, off:off + P, off:off + P]
+        if view:
+            a = dihedral(a, view)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):  # mixed precision on GPU
+            out.append(encoder(norm.apply("s2", np.ascontiguousarray(a)).to(dev)).float())
+    return torch.cat(out) if out else torch.zeros(0, encoder.out_features)
+
+
+def save_botaclip(model: BotaCLIP, norm: Normalizer, species_ids, pca: dict, report: dict, out: Path) -> None:
+    enc = model.encoder
+    if isinstance(enc, CellCNN):
+        encoder = {"kind": "cell-cnn", "config": enc.config.to_dict(), "state_dict": enc.state_dict()}
+    elif isinstance(enc, (HFImageEncoder, ScriptedEncoder)):
+        # large pretrained weights stay where they are; the checkpoint names them
+        encoder = {"kind": "path", "path": enc.path, "patch_size": int(enc.patch_size)}
+    else:
+        raise TypeError(f"cannot save a BotaCLIP whose encoder is a {type(enc).__name__}")
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    save_torch(out, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": model.config.to_dict(),
+                      "encoder": encoder, "normalizer": norm.to_dict(), "state_dict": state,
+                      "species_ids": np.asarray(species_ids).tolist(), "pca": pca,
+                      "report": {k: v for k, v in report.items() if k != "history"}})
+
+
+def load_botaclip(path: Path, encoder_path: Path | None = None) -> BotaCLIP:
+    """A trained BotaCLIP (eval mode) with ``.norm``, ``.pca_colours``, ``.species_ids``, ``.report``.
+
+    ``encoder_path`` overrides where a path-referenced (non-demo) encoder is read from."""
+    ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "botaclip")
+    enc_d = ck["encoder"]
+    if enc_d["kind"] == "cell-cnn":
+        encoder = CellCNN(CellCNNConfig.from_dict(enc_d["config"]))
+        encoder.load_state_dict(enc_d["state_dict"])
+    else:
+        encoder = load_frozen_encoder(encoder_path or enc_d["path"], enc_d.get("patch_size"))
+    config = BotaCLIPConfig.from_dict(ck["config"])
+    model = BotaCLIP(encoder, len(ck["species_ids"]), config)
+    missing, unexpected = model.load_state_dict(ck["state_dict"], strict=False)
+    bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
+    if bad:
+        raise ValueError(f"{path}: checkpoint does not fit the model ({', '.join(bad[:5])})")
+    model.eval()
+    model.norm = Normalizer.from_dict(ck["normalizer"])
+    model.pca_colours = ck["pca"]
+    model.species_ids = np.asarray(ck["species_ids"])
+    model.report = ck.get("report", {})
+    return model

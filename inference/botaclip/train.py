@@ -19,30 +19,25 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from inference.checkpoint import load_checkpoint, save_torch
 from inference.sdm.dataset import region_samples
 from inference.sdm.preprocess import Normalizer
 from inference.splits import CAL, TEST, TRAIN
 from inference.training import write_report
 
+from .embed import fit_pca_colours
 from .model import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
     BotaCLIP,
     BotaCLIPConfig,
     CellCNN,
     CellCNNConfig,
-    HFImageEncoder,
-    ScriptedEncoder,
+    dihedral,
+    encode,
     freeze,
     lists_to_bag,
     load_frozen_encoder,
-    model_device,
+    save_botaclip,
     save_cell_cnn,
 )
-
-PCA_PERCENTILES = (2.0, 98.0)
-
 
 # ---------------------------------------------------------------------------------------------
 # data
@@ -68,35 +63,6 @@ def random_cells(region, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     nc, nr = int(round((xmax - xmin) / 50)), int(round((ymax - ymin) / 50))
     c, r = rng.integers(0, nc, n), rng.integers(0, nr, n)
     return xmin + (c + 0.5) * 50.0, ymin + (r + 0.5) * 50.0
-
-
-def dihedral(arr: np.ndarray, k: int) -> np.ndarray:
-    """View k in 0..7 of [..., H, W]: k % 4 quarter turns, mirrored when k >= 4."""
-    out = np.rot90(arr, k % 4, axes=(-2, -1))
-    return out[..., ::-1] if k >= 4 else out
-
-
-@torch.no_grad()
-def encode(encoder, norm: Normalizer, s2: np.ndarray, batch: int = 256, view: int = 0) -> torch.Tensor:
-    """Frozen features [N, F] of uint16 S2 patches (centre-cropped to the encoder's patch size)."""
-    P = encoder.patch_size
-    if s2.ndim != 4 or s2.shape[1] != encoder.in_bands:
-        from .model import BandError
-
-        raise BandError(f"expected S2 patches [N, {encoder.in_bands}, P, P] (R, G, B, NIR), got {s2.shape}")
-    if s2.shape[-1] < P:
-        raise ValueError(f"patches of {s2.shape[-1]} px are smaller than the encoder's {P}")
-    off = (s2.shape[-1] - P) // 2
-    encoder.eval()
-    dev = model_device(encoder)
-    out = []
-    for i in range(0, len(s2), batch):
-        a = s2[i:i + batch, :, off:off + P, off:off + P]
-        if view:
-            a = dihedral(a, view)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):  # mixed precision on GPU
-            out.append(encoder(norm.apply("s2", np.ascontiguousarray(a)).to(dev)).float())
-    return torch.cat(out) if out else torch.zeros(0, encoder.out_features)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,24 +158,6 @@ def pretrain_cell_cnn(region, encoder: CellCNN, norm: Normalizer, steps: int, n_
 
 # ---------------------------------------------------------------------------------------------
 # PCA colours
-
-@torch.no_grad()
-def fit_pca_colours(emb: np.ndarray, percentiles=PCA_PERCENTILES) -> dict:
-    """First three principal components of embeddings [N, D] and fixed stretch limits (percentiles)."""
-    emb = np.asarray(emb, np.float64)
-    mean = emb.mean(0)
-    _, _, vt = np.linalg.svd(emb - mean, full_matrices=False)
-    comps = vt[:3]
-    # a deterministic sign: the largest loading of each component is positive
-    sign = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(1)])
-    comps = comps * sign[:, None]
-    if len(comps) < 3:
-        comps = np.vstack([comps, np.zeros((3 - len(comps), emb.shape[1]))])
-    v = (emb - mean) @ comps.T
-    lo, hi = np.percentile(v, percentiles[0], axis=0), np.percentile(v, percentiles[1], axis=0)
-    return {"mean": mean.astype(np.float32).tolist(), "components": comps.astype(np.float32).tolist(),
-            "lo": lo.astype(np.float32).tolist(), "hi": np.maximum(hi, lo + 1e-6).astype(np.float32).tolist(),
-            "percentiles": list(percentiles), "n": int(len(emb))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,43 +325,5 @@ def describe_encoder(encoder, info: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # checkpoints
 
-def save_botaclip(model: BotaCLIP, norm: Normalizer, species_ids, pca: dict, report: dict, out: Path) -> None:
-    enc = model.encoder
-    if isinstance(enc, CellCNN):
-        encoder = {"kind": "cell-cnn", "config": enc.config.to_dict(), "state_dict": enc.state_dict()}
-    elif isinstance(enc, (HFImageEncoder, ScriptedEncoder)):
-        # large pretrained weights stay where they are; the checkpoint names them
-        encoder = {"kind": "path", "path": enc.path, "patch_size": int(enc.patch_size)}
-    else:
-        raise TypeError(f"cannot save a BotaCLIP whose encoder is a {type(enc).__name__}")
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-    save_torch(out, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": model.config.to_dict(),
-                      "encoder": encoder, "normalizer": norm.to_dict(), "state_dict": state,
-                      "species_ids": np.asarray(species_ids).tolist(), "pca": pca,
-                      "report": {k: v for k, v in report.items() if k != "history"}})
 
 
-def load_botaclip(path: Path, encoder_path: Path | None = None) -> BotaCLIP:
-    """A trained BotaCLIP (eval mode) with ``.norm``, ``.pca_colours``, ``.species_ids``, ``.report``.
-
-    ``encoder_path`` overrides where a path-referenced (non-demo) encoder is read from."""
-    ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "BotaCLIP",
-                         train_command="geoflora train botaclip")
-    enc_d = ck["encoder"]
-    if enc_d["kind"] == "cell-cnn":
-        encoder = CellCNN(CellCNNConfig.from_dict(enc_d["config"]))
-        encoder.load_state_dict(enc_d["state_dict"])
-    else:
-        encoder = load_frozen_encoder(encoder_path or enc_d["path"], enc_d.get("patch_size"))
-    config = BotaCLIPConfig.from_dict(ck["config"])
-    model = BotaCLIP(encoder, len(ck["species_ids"]), config)
-    missing, unexpected = model.load_state_dict(ck["state_dict"], strict=False)
-    bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
-    if bad:
-        raise ValueError(f"{path}: checkpoint does not fit the model ({', '.join(bad[:5])})")
-    model.eval()
-    model.norm = Normalizer.from_dict(ck["normalizer"])
-    model.pca_colours = ck["pca"]
-    model.species_ids = np.asarray(ck["species_ids"])
-    model.report = ck.get("report", {})
-    return model

@@ -27,6 +27,7 @@ Only numpy, torch, rasterio, Pillow and the standard library are used.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -36,7 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
+from PIL import Image, UnidentifiedImageError
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
 
 from backend.core.atomic import atomic_open
 from backend.core.errors import DataFormatError
@@ -718,8 +723,6 @@ def _find_band_dir(root: Path, band: str) -> Path | None:
 
 
 def _load_jpeg(path: Path, mode: str, size: int | None, what: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     if not path.exists():
         raise FileNotFoundError(str(path))
     channels = {"RGB": "3-channel (RGB)", "L": "single-channel (greyscale)"}[mode]
@@ -727,7 +730,6 @@ def _load_jpeg(path: Path, mode: str, size: int | None, what: str) -> np.ndarray
     data = path.read_bytes()
     if not data:
         raise DataFormatError(path, expected, got=_D("empty file"))
-    import io
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -793,8 +795,6 @@ def read_s2_glc24(
 
 def _is_epsg3035_equivalent(crs: Any) -> bool:
     try:
-        from rasterio.crs import CRS
-
         ref = CRS.from_epsg(3035).to_dict()
         got = crs.to_dict()
     except Exception:
@@ -814,10 +814,6 @@ def read_s2_glc25(path: PathLike) -> tuple[np.ndarray, dict[str, Any]]:
     (as in the real files: an unnamed LAEA on GRS80 with the 3035 parameters) is replaced by
     ``EPSG:3035`` in the profile. Use :func:`glc25_to_glc24_uint8` to feed the GLC24 model.
     """
-    import rasterio
-    from rasterio.crs import CRS
-    from rasterio.errors import RasterioIOError
-
     p = str(path)
     if not os.path.exists(p):
         raise FileNotFoundError(p)

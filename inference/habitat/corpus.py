@@ -35,6 +35,10 @@ import rasterio
 import torch
 
 from inference.grid import CELL_M
+from inference.sdm.dataset import concat as sdm_concat
+from inference.sdm.dataset import pa_samples, po_samples
+from inference.sdm.model import load_sdm
+from inference.sdm.predict import per_patch_probabilities
 from inference.splits import BLOCK_M, CAL, TEST, TRAIN, assign_splits, spatial_blocks
 
 from .plantbert import N_SPECIAL, PAD, Vocab
@@ -96,9 +100,6 @@ def block_splits(region, seed: int = 0) -> dict[int, int]:
 def sdm_split_matches(region, seed: int = 0) -> bool:
     """Whether the deep-SDM's split of its samples (PA surveys and presence-only cells) gives every
     block the same split as :func:`block_splits` (true when its samples touch every block)."""
-    from inference.sdm.dataset import concat as sdm_concat
-    from inference.sdm.dataset import pa_samples, po_samples
-
     ids = np.asarray(region.species_ids, np.int64)
     data = sdm_concat([pa_samples(region.pa_csv, ids), po_samples(region.po_csv, ids)])
     block = spatial_blocks(data.x, data.y)
@@ -223,16 +224,12 @@ def probability_tokens(p, top_n: int, threshold: float | None = None,
 
 
 def load_sdm_runner(sdm_checkpoint: Path):
-    from inference.sdm.train import load_sdm
-
     model, norm, ck = load_sdm(Path(sdm_checkpoint))
     return model, norm, ck
 
 
 def sdm_probabilities(region, sdm, x: np.ndarray, y: np.ndarray, log=None) -> tuple[np.ndarray, list[int]]:
     """The deep-SDM's per-cell probabilities [n, S_sdm] (per-patch path) and its species ids."""
-    from inference.sdm.predict import per_patch_probabilities
-
     model, norm, ck = sdm
     out = []
     step = 2048

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
 
 from inference.checkpoint import load_checkpoint, save_torch
 from inference.data import eunis
@@ -111,23 +112,17 @@ def bert_kwargs(size: str, vocab_size: int, max_len: int, n_labels: int, **overr
 
 
 def bert_config(kwargs: dict):
-    from transformers import BertConfig
-
     return BertConfig(**kwargs)
 
 
 def build_mlm(kwargs: dict):
     """Stage 1 model: ``BertForMaskedLM`` over the species vocabulary."""
-    from transformers import BertForMaskedLM
-
     return BertForMaskedLM(bert_config(kwargs))
 
 
 def build_classifier(kwargs: dict, encoder_from=None):
     """Stage 2 model: ``BertForSequenceClassification``, its encoder (embeddings and layers)
     copied from a stage-1 ``BertForMaskedLM`` when given (the pooler starts fresh)."""
-    from transformers import BertForSequenceClassification
-
     model = BertForSequenceClassification(bert_config(kwargs))
     if encoder_from is not None:
         missing, unexpected = model.bert.load_state_dict(encoder_from.bert.state_dict(), strict=False)
@@ -264,9 +259,7 @@ class PlantBert:
 
 def load_plantbert(path, map_location: str = "cpu") -> PlantBert:
     """A Pl@ntBERT from its checkpoint; a clear error for a missing file or another kind of file."""
-    ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "Pl@ntBERT", map_location,
-                         "geoflora train plantbert")
-    from transformers import BertForSequenceClassification
+    ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "plantbert", map_location)
 
     model = BertForSequenceClassification(bert_config(ck["bert_kwargs"]))
     model.load_state_dict(ck["state_dict"])

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from backend.core.atomic import atomic_open
 from backend.core.errors import AssemblageError
@@ -69,10 +68,18 @@ class Assemblages:
         return self.species_ids[self.species[s][order]], self.codes[s][order] / self.code_scale
 
 
+def _on_gpu(prob) -> bool:
+    """Whether ``prob`` is a torch tensor on an accelerator (checked without importing torch)."""
+    device = getattr(prob, "device", None)
+    return type(prob).__module__.startswith("torch") and getattr(device, "type", "cpu") != "cpu"
+
+
 def assemblage_arrays(prob, threshold: float, code_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR of the assemblages of probabilities ``[S, H, W]`` (torch or numpy): per cell (row-major)
     the count, then the species indices (increasing) and their probability codes."""
-    if isinstance(prob, torch.Tensor) and prob.device.type != "cpu":  # select on the GPU, copy only the result
+    if _on_gpu(prob):  # select on the GPU, copy only the result
+        import torch  # torch: only for probabilities already on a GPU; the API reads stores without it
+
         S, H, W = prob.shape
         cells = prob.permute(1, 2, 0).reshape(H * W, S)
         mask = cells >= threshold
@@ -136,7 +143,7 @@ class AssemblageChunks:
 
 def chunk_assemblages(prob, threshold: float, code_scale: float, chunk: int = CHUNK) -> AssemblageChunks:
     """The assemblages of probabilities ``[S, H, W]`` (numpy, or torch on any device), per chunk."""
-    p = prob if isinstance(prob, torch.Tensor) and prob.device.type != "cpu" else np.asarray(prob)
+    p = prob if _on_gpu(prob) else np.asarray(prob)
     S, H, W = p.shape
     if S > 65_535:
         raise ValueError(f"{S} species: the store indexes at most 65,535")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inference.data import eunis
 from inference.indicators import PROBABILITY_STATUSES, STATUS_NAMES, STATUS_NODATA
-from tiles.colormaps import categorical_legend
+from tiles.colormaps import categorical_legend, eunis_color, hex_color
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,6 @@ def habitat_outputs(labels: list[str]) -> list[OutputSpec]:
     """Pl@ntBERT layers for a model whose level-3 classes are ``labels``: the class at levels 3, 2
     and 1 (value = 1 + index into the sorted codes of that level; 0 = no assemblage) with a colour
     table and a legend naming each code, and the level-3 class probability."""
-    from inference.data import eunis
-    from tiles.colormaps import eunis_color, hex_color
-
     out = []
     for level in (3, 2, 1):
         codes = sorted({eunis.at_level(c, level) for c in labels})
@@ -147,8 +145,6 @@ def habitat_outputs(labels: list[str]) -> list[OutputSpec]:
 
 
 def _habitat_name(code: str) -> str:
-    from inference.data import eunis
-
     try:
         return eunis.habitat(code).name
     except KeyError:

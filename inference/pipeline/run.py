@@ -5,7 +5,7 @@ outputs. It knows no database: the run lifecycle (backend/jobs/runs.py) keeps th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +20,7 @@ from backend.core.paths import MANIFEST, DataLayout
 from backend.core.settings import Settings
 from inference.data.region import load_region
 from inference.grid import CELLS_PER_METATILE, MetaTile
+from inference.models import check_cascade_checkpoints
 from inference.pipeline.assemblage import FILE_NAME as ASSEMBLAGE_FILE
 from inference.pipeline.assemblage import write_assemblage
 from inference.pipeline.outputs import (
@@ -53,9 +54,10 @@ def expected_outputs(region, config: dict) -> list[OutputSpec]:
 
 def _all_outputs(config: dict) -> list[OutputSpec]:
     specs = list(OUTPUTS)
-    if config.get("plantbert_checkpoint"):
+    models = run_checkpoints(config)
+    if "plantbert" in models:
         specs += habitat_outputs(config["habitat_labels"])
-    if config.get("botaclip_checkpoint"):
+    if "botaclip" in models:
         specs.append(EMBEDDING_RGB)
     return specs
 
@@ -66,26 +68,31 @@ def run_outputs(config: dict) -> list[OutputSpec]:
     return [o for o in _all_outputs(config) if o.layer_id in wanted]
 
 
-def plan_run(region_path: Path, sdm_checkpoint: Path, device: str = "auto", plantbert_checkpoint: Path | None = None,
-             botaclip_checkpoint: Path | None = None, habitat_step: int = 1) -> tuple[dict, list[MetaTile]]:
+def run_checkpoints(config: dict) -> dict[str, Path]:
+    """The ``{kind: checkpoint}`` of a planned run (its ``config``)."""
+    return {kind: Path(p) for kind, p in config["checkpoints"].items()}
+
+
+def plan_run(region_path: Path, checkpoints: Mapping[str, Path | None], device: str = "auto",
+             habitat_step: int = 1) -> tuple[dict, list[MetaTile]]:
     """A run's configuration over the region at ``region_path``, and its meta-tiles.
 
+    ``checkpoints``: ``{kind: path}`` of the cascade's models (:mod:`inference.models`): the SDM
+    is required; Pl@ntBERT (habitat layers) and BotaCLIP (embedding layer) take part when given.
     The region-wide profile (conformal threshold, specialist species) is computed here once, so
-    every meta-tile, on any worker, uses the same species lists. Pl@ntBERT (habitat layers) and
-    BotaCLIP (embedding layer) take part when their checkpoints are given; ``habitat_step`` is
-    Pl@ntBERT's lattice step (settings ``habitat_step``).
+    every meta-tile, on any worker, uses the same species lists; ``habitat_step`` is Pl@ntBERT's
+    lattice step (settings ``habitat_step``).
     """
     region = load_region_cached(str(region_path.resolve()))
-    for what, path in (("SDM", sdm_checkpoint), ("Pl@ntBERT", plantbert_checkpoint), ("BotaCLIP", botaclip_checkpoint)):
-        if path is not None and not Path(path).is_file():
-            raise RunError(f"no {what} checkpoint at {path}: train one with `geoflora train`")
-    models = models_for(sdm_checkpoint, device, plantbert_checkpoint, botaclip_checkpoint)
+    try:
+        checked = check_cascade_checkpoints(checkpoints)
+    except (ValueError, FileNotFoundError) as exc:
+        raise RunError(str(exc)) from exc
+    models = models_for(checked, device)
     profile = run_profile(region, models, habitat_step=habitat_step)
     config = {
         "region_path": str(region_path.resolve()),
-        "sdm_checkpoint": str(sdm_checkpoint.resolve()),
-        "plantbert_checkpoint": str(Path(plantbert_checkpoint).resolve()) if plantbert_checkpoint else None,
-        "botaclip_checkpoint": str(Path(botaclip_checkpoint).resolve()) if botaclip_checkpoint else None,
+        "checkpoints": {kind: str(path.resolve()) for kind, path in checked.items()},
         "habitat_labels": list(models.plantbert.labels) if models.plantbert is not None else None,
         "profile": profile.to_dict(),
     }
@@ -224,10 +231,7 @@ def compute_metatile_files(settings: Settings, run_id: str, tile_id: str, config
     _remove_stale_temporaries(folder)
     region = load_region_cached(config["region_path"])
     tile = MetaTile.from_id(tile_id)
-    models = models_for(Path(config["sdm_checkpoint"]), settings.device,
-                        *(Path(p) if p else None for p in (config.get("plantbert_checkpoint"),
-                                                            config.get("botaclip_checkpoint"))),
-                        batches=Batches.from_settings(settings))
+    models = models_for(run_checkpoints(config), settings.device, Batches.from_settings(settings))
     # an old manifest goes first: files are replaced from now on, the meta-tile is not finished
     layout.manifest(run_id, tile_id).unlink(missing_ok=True)
     out = OutputWriter(layout, run_id, tile, run_outputs(config), models.species_ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -11,12 +12,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inference.botaclip.embed import metatile_embeddings, pca_rgb
 from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
+from inference.habitat.infer import classify_metatile
 from inference.indicators import SpeciesAttributes, compute_indicators, specialist_mask
+from inference.models import check_cascade_checkpoints
+from inference.models import kind as model_kind
 from inference.pipeline.assemblage import chunk_assemblages
 from inference.pipeline.outputs import ASSEMBLAGES, SPECIES_CODES, SPECIES_PRESENT, TRAIT_TITLES, TRUE_RICHNESS
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
-from inference.sdm.train import load_sdm
 from inference.training import resolve_device
 from inference.traits.maps import cwm, species_log_medians
 from tiles.colormaps import PROBABILITY_CODE_SCALE
@@ -73,34 +77,29 @@ class Batches:
 
 
 @lru_cache(maxsize=2)
-def load_models(sdm_checkpoint: str, _mtime: float, device: str = "cpu", plantbert: str | None = None,
-                botaclip: str | None = None, _other_mtimes: tuple = (), batches: Batches = Batches()) -> CascadeModels:
-    model, norm, ck = load_sdm(Path(sdm_checkpoint))
-    pb = bc = None
-    if plantbert:
-        from inference.habitat.plantbert import load_plantbert
-
-        pb = load_plantbert(plantbert).to(device)
-    if botaclip:
-        from inference.botaclip.train import load_botaclip
-
-        bc = load_botaclip(Path(botaclip)).to(device)
+def _load_models(files: tuple[tuple[str, str, float], ...], device: str, batches: Batches) -> CascadeModels:
+    loaded = {name: model_kind(name).load(path) for name, path, _mtime in files}
+    model, norm, ck = loaded.pop("sdm")
+    others = {name: m.to(device) for name, m in loaded.items()}
     return CascadeModels(
         sdm=MetaTileSDM(model, norm, device=device, strip_rows=batches.s2_rows, unique_batch=batches.cubes),
         species_ids=np.asarray(ck["species_ids"]),
         thresholds=ck["thresholds"],
-        checkpoint=Path(sdm_checkpoint),
-        plantbert=pb,
-        botaclip=bc,
+        checkpoint=Path(next(path for name, path, _ in files if name == "sdm")),
+        plantbert=others.get("plantbert"),
+        botaclip=others.get("botaclip"),
         batches=batches,
     )
 
 
-def models_for(sdm_checkpoint: Path, device: str = "auto", plantbert: Path | None = None,
-               botaclip: Path | None = None, batches: Batches = Batches()) -> CascadeModels:
-    others = tuple(Path(p).stat().st_mtime for p in (plantbert, botaclip) if p)
-    return load_models(str(sdm_checkpoint), sdm_checkpoint.stat().st_mtime, resolve_device(device),
-                       str(plantbert) if plantbert else None, str(botaclip) if botaclip else None, others, batches)
+def models_for(checkpoints: Mapping[str, Path | None], device: str = "auto",
+               batches: Batches = Batches()) -> CascadeModels:
+    """The cascade's models from ``{kind: checkpoint}`` (:mod:`inference.models`; the SDM is
+    required, a kind given as None is left out), each loaded by its kind's loader, once per process
+    (a checkpoint written again is loaded again)."""
+    checked = check_cascade_checkpoints(checkpoints)
+    files = tuple((name, str(path), path.stat().st_mtime) for name, path in sorted(checked.items()))
+    return _load_models(files, resolve_device(device), batches)
 
 
 def _check_species(region, models: CascadeModels) -> None:
@@ -194,8 +193,6 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
     if ready is not None:
         ready(out)
     if models.plantbert is not None:
-        from inference.habitat.infer import classify_metatile
-
         with timer("habitat"):
             hm = classify_metatile(models.plantbert, prob, threshold=profile.threshold,
                                    species_ids=models.species_ids, amp=prob.device.type == "cuda",
@@ -207,8 +204,6 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
                 out[f"habitat.l{level}"] = (idx.astype(np.int16) + 1).astype(np.uint8)  # 0: no assemblage
             out["habitat.l3.probability"] = np.where(hm.index >= 0, hm.probability, -1.0).astype(np.float32)
     if models.botaclip is not None:
-        from inference.botaclip.embed import metatile_embeddings, pca_rgb
-
         with timer("embedding"):
             rgb = pca_rgb(metatile_embeddings(region, tile, models.botaclip, rows=slice(0, rows)), models.botaclip)
             out["embedding.pca"] = np.maximum(rgb, 1)  # 0 is nodata

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import time
 import warnings
+from itertools import product
 
 import numpy as np
+from elapid import MaxentModel
+from elapid.features import MaxentFeatureTransformer, compute_regularization
+from elapid.models import estimate_C_from_betas
+from joblib import Parallel, delayed
+from sklearn.ensemble import RandomForestClassifier
 
 from inference.sdm.metrics import macro_auc
 
@@ -184,9 +190,6 @@ def fit_random_forest(X_train, Y_train, X_val, Y_val, *, seed: int = 0, n_jobs: 
     300 species for no gain within the time budget); the model with the best validation macro AUC is kept as fitted on
     the training split (no refit on train + validation: validation also serves for thresholds).
     """
-    from itertools import product
-
-    from sklearn.ensemble import RandomForestClassifier
 
     grid = RF_GRID if grid is None else grid
     keys = list(grid)
@@ -291,10 +294,6 @@ def _fit_one_maxent(Z: np.ndarray, present: np.ndarray, bg: np.ndarray, feature_
     per presence plus beta x the per-feature penalties of ``compute_regularization``; liblinear
     takes one penalty, so the mean of those penalties is used.
     """
-    from elapid import MaxentModel
-    from elapid.features import MaxentFeatureTransformer, compute_regularization
-    from elapid.models import estimate_C_from_betas
-
     types = [_FT[c] for c in feature_types]
     xp = Z[present]
     x = np.concatenate([xp, Z[bg]])
@@ -311,8 +310,6 @@ def _fit_one_maxent(Z: np.ndarray, present: np.ndarray, bg: np.ndarray, feature_
 
 
 def _fit_species_set(Z, Y, species, bg, feature_types, beta, n_hinge, tol, n_jobs):
-    from joblib import Parallel, delayed
-
     return Parallel(n_jobs=n_jobs)(
         delayed(_fit_one_maxent)(Z, Y[:, j], bg, feature_types, beta, n_hinge, tol) for j in species)
 
@@ -346,8 +343,6 @@ def fit_maxent(X_train, Y_train, X_val, Y_val, *, is_po=None, n_jobs: int = 2, g
     - Species with fewer than ``MAXENT_MIN_PRESENCES`` training presences predict their training
       prevalence everywhere.
     """
-    from itertools import product
-
     t_all = time.perf_counter()
     X_train = np.asarray(X_train, np.float64)
     Y_train, Y_val = np.asarray(Y_train).astype(bool), np.asarray(Y_val).astype(bool)

@@ -10,7 +10,8 @@ import numpy as np
 from inference.sdm import baselines, conformal
 from inference.sdm.dataset import region_samples
 from inference.sdm.metrics import evaluate
-from inference.sdm.train import load_sdm, predict
+from inference.sdm.model import load_sdm
+from inference.sdm.train import predict
 from inference.splits import CAL, TEST, TRAIN
 
 COLUMNS = [("macro_auc", "macro AUC"), ("sample_f1", "sample F1"), ("recall@50", "Recall@50"),

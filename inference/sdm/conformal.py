@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from inference.sdm.metrics import sample_f1
+
 
 def global_threshold(y_cal: np.ndarray, prob_cal: np.ndarray, alpha: float = 0.1) -> float:
     """Largest t such that at most a share ``alpha`` of calibration presences score below t."""
@@ -52,8 +54,6 @@ def omission_rate(y: np.ndarray, prob: np.ndarray, threshold: float | np.ndarray
 
 def f1_optimal_threshold(y: np.ndarray, prob: np.ndarray, grid: np.ndarray | None = None) -> float:
     """The single threshold maximising sample-averaged F1 (the paper's choice for species maps)."""
-    from inference.sdm.metrics import sample_f1
-
     grid = np.linspace(0.01, 0.99, 99) if grid is None else grid
     scores = [sample_f1(y, prob >= t) for t in grid]
     return float(grid[int(np.argmax(scores))])

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from pyproj import Transformer
+from tqdm import tqdm
 
 from inference.data.readers import (
     DataFormatError,
@@ -305,7 +307,6 @@ def _fit_patch(a: np.ndarray, size: int) -> np.ndarray:
     if h >= size and w >= size:
         top, left = (h - size) // 2, (w - size) // 2
         return a[:, top:top + size, left:left + size]
-    from PIL import Image
 
     return np.stack([np.asarray(Image.fromarray(b).resize((size, size), Image.BILINEAR)) for b in a])
 
@@ -363,8 +364,6 @@ def geoplant_samples(
 
     The returned data carries ``data.summary`` (:class:`GeoPlantSummary`), also logged at INFO.
     """
-    from tqdm import tqdm
-
     if on_missing not in ("drop", "error"):
         raise ValueError(f"on_missing must be 'drop' or 'error', got {on_missing!r}")
     if not isinstance(layout, GeoPlantLayout):

@@ -27,9 +27,10 @@ import rasterio
 import torch
 from rasterio.windows import Window
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
-from inference.models.sdm import MultimodalSDM
+from inference.sdm.model import MultimodalSDM
 from inference.sdm.preprocess import Normalizer
 
 S2_RES = 10
@@ -37,8 +38,6 @@ S2_RES = 10
 
 def _fuse(stage: torch.nn.Sequential) -> torch.nn.Sequential:
     """Conv + BatchNorm (eval) folded into one conv: the same function, one pass less over the image."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     mods = list(stage)
     out = []
     i = 0

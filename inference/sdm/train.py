@@ -11,19 +11,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
-from inference.checkpoint import load_checkpoint, save_checkpoint, save_torch
-from inference.models.sdm import DEMO, PAPER, MultimodalSDM, SDMConfig
+from inference.checkpoint import save_torch
 from inference.sdm import conformal
 from inference.sdm.calibration import Calibration, fit_calibration
 from inference.sdm.dataset import SDMData
 from inference.sdm.metrics import evaluate, macro_auc
+from inference.sdm.model import DEMO, PAPER, MultimodalSDM, SDMConfig, save_sdm
 from inference.sdm.preprocess import MODALITIES, Normalizer
 from inference.splits import CAL, TEST, TRAIN
 from inference.training import BestState, resolve_device, seed_everything, write_report
-
-CHECKPOINT_FORMAT = "geoflora-sdm"
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -98,8 +96,6 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
     Checkpoints: ``out`` (best model, with species list, normalisation, configuration and
     thresholds) and ``out.with_suffix('.last.pt')`` (the state to resume an interrupted run).
     """
-    from tqdm import tqdm
-
     rng = seed_everything(config.seed)
     device = torch.device(resolve_device(config.device))
     n_species = data.labels.shape[1]
@@ -203,19 +199,8 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
                                           "predicted_raw": float(raw_test_prob.sum(1).mean()),
                                           "predicted": float(test_prob.sum(1).mean())}
     report["calibration"] = calib.to_dict()
-    save_checkpoint(out, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, {
-        "model_config": mconf.to_dict(), "train_config": asdict(config),
-        "species_ids": data.species_ids.tolist(), "normalizer": norm.to_dict(),
-        "state_dict": model.state_dict(), "thresholds": report["thresholds"], "report": report,
-    })
+    save_sdm(out, model, norm, data.species_ids, report["thresholds"], report, asdict(config))
     write_report(out.with_suffix(".json"), report)
     return report
 
 
-def load_sdm(path: Path, map_location: str = "cpu") -> tuple[MultimodalSDM, Normalizer, dict]:
-    """A trained SDM, its normalisation and its checkpoint metadata (species ids, thresholds...)."""
-    ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "SDM", map_location)
-    model = MultimodalSDM(SDMConfig.from_dict(ck["model_config"]))
-    model.load_state_dict(ck["state_dict"])
-    model.eval()
-    return model, Normalizer.from_dict(ck["normalizer"]), ck

@@ -5,8 +5,10 @@
   heads, Laplace / Gaussian NLL.
 * :mod:`inference.traits.data`: PlantTraitNet CSV photos, lognormal label distributions,
   PFT-stratified batches, cached encoder features, spatial splits.
-* :mod:`inference.traits.train`: training, the two-step uncertainty-guided cleaning loop,
-  checkpoints (``geoflora train traits``).
+* :mod:`inference.traits.train`: training and the two-step uncertainty-guided cleaning loop
+  (``geoflora train traits``).
+* :mod:`inference.traits.predictor`: the trained model (:class:`TraitModel`) and its checkpoint
+  (:func:`save_traits`, :func:`load_traits`).
 * :mod:`inference.traits.maps`: community-weighted means at 50 m (:func:`cwm`) and photo
   predictions aggregated on a grid (:func:`grid_aggregate`).
 * :mod:`inference.traits.evaluate`: both kinds of map against a generated region's truth

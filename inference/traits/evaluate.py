@@ -12,7 +12,7 @@ Maps scored:
   Once with models trained without cleaning, once with the two-step cleaning loop; both train on
   the same photos (each fold's training blocks minus the reference blocks the cleaning loop scores
   on). Each is scored on all photos and on the photos that pass the cleaning loop's step-1 screen
-  (:class:`inference.traits.train.Screen`; the others are left out of the map); the uncleaned
+  (:class:`inference.traits.predictor.Screen`; the others are left out of the map); the uncleaned
   model with the screen isolates what the screen alone does. Two
   model-free rows frame them: the species log medians of the photographed plants (what a
   perfect species identification plus a TRY look-up would give) and the individuals' true traits
@@ -40,11 +40,15 @@ import torch
 
 from backend.core.atomic import write_text
 from inference.grid import CELL_M, CELLS_PER_METATILE
+from inference.sdm.model import load_sdm
+from inference.sdm.predict import MetaTileSDM
 from inference.training import write_report
 
 from .data import PhotoSet, block_folds, block_split, load_photos
 from .maps import CWMAccumulator, block_mean, grid_aggregate, species_log_medians
-from .train import Features, TraitTrainConfig, encode_photos, fit_model, predict_z
+from .model import TRAITS
+from .predictor import Features, predict_z
+from .train import TraitTrainConfig, encode_photos, fit_model
 
 
 def weighted_metrics(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None) -> dict:
@@ -103,9 +107,6 @@ def truth_cwm(region, log=print) -> tuple[np.ndarray, np.ndarray]:
 def sdm_cwm(region, sdm_path: Path, thresholds: dict[str, float | None], cache_dir: Path | None = None,
             log=print) -> dict[str, np.ndarray]:
     """CWM mean [4, H, W] from the SDM's per-cell probabilities, one per named threshold (cached)."""
-    from inference.sdm.predict import MetaTileSDM
-    from inference.sdm.train import load_sdm
-
     sdm_path = Path(sdm_path)
     key = hashlib.sha1(f"{sdm_path.resolve()}|{sdm_path.stat().st_mtime_ns}|{region.path.resolve()}|"
                        f"{sorted(thresholds.items())}".encode()).hexdigest()[:16]
@@ -188,8 +189,6 @@ def evaluate_traits(region, cfg: TraitTrainConfig | None = None, grid_m: float =
                     dinov2_path: Path | None = None, depth_path: Path | None = None,
                     climplicit_path: Path | None = None, true_threshold: float = 0.1, log=print) -> dict:
     """Photo maps with and without cleaning and CWM maps vs the truth: rows of metrics (see module doc)."""
-    from .model import TRAITS
-
     cfg = cfg or TraitTrainConfig()
     t_start = time.perf_counter()
     photos = load_photos(region.photos_csv)
@@ -284,8 +283,6 @@ def evaluate_traits(region, cfg: TraitTrainConfig | None = None, grid_m: float =
 
 def format_table(rows: list[dict]) -> str:
     """Markdown: one row per map and resolution, R^2 / nMAE / r per trait and their mean."""
-    from .model import TRAITS
-
     groups: dict[tuple, dict] = {}
     for r in rows:
         groups.setdefault((r["map"], r["resolution_m"]), {})[r["trait"]] = r

@@ -228,7 +228,7 @@ def block_mean(arr: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def photo_map(model, photos, bounds, res: float, min_count: int = 20, cache_dir=None, screen: bool = True) -> TraitGrid:
-    """Predict every photo with a trained :class:`inference.traits.train.TraitModel` and aggregate
+    """Predict every photo with a trained :class:`inference.traits.predictor.TraitModel` and aggregate
     the predictions on the grid (photos failing the model's cleaning screen are left out)."""
     mean, var = model.predict_photos(photos, cache_dir, screen=screen)
     return grid_aggregate(photos.x, photos.y, mean, var, bounds, res, min_count, tuple(model.traits))

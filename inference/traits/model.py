@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import AutoModel, DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, Dinov2Model
 
 TRAITS = ("Height", "LeafArea", "SLA", "Leaf_N")
 LAPLACE_TRAITS = ("LeafArea",)
@@ -188,13 +189,6 @@ class FrozenEncoders(nn.Module):
     def __init__(self, config: TraitNetConfig, dinov2_path: Path | str | None = None,
                  depth_path: Path | str | None = None, state_dict: dict | None = None) -> None:
         super().__init__()
-        from transformers import (
-            AutoModel,
-            DepthAnythingConfig,
-            DepthAnythingForDepthEstimation,
-            Dinov2Config,
-            Dinov2Model,
-        )
 
         self.config = config
         self.sources: dict[str, dict] = {}

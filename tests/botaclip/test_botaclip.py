@@ -14,9 +14,12 @@ from inference.botaclip.model import (
     CellCNN,
     CellCNNConfig,
     HFImageEncoder,
+    load_botaclip,
     load_frozen_encoder,
+    retrieval,
+    survey_pairs,
+    train_botaclip,
 )
-from inference.botaclip.train import load_botaclip, retrieval, survey_pairs, train_botaclip
 from inference.data.region import load_region
 
 TINY_CNN = CellCNNConfig(patch_size=40, stem=8, widths=(16, 16))
@@ -155,7 +158,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, region):
         enc(torch.zeros(2, 4, 32, 32))
     with pytest.raises(ValueError, match="multiple of 5"):
         CellCNN(CellCNNConfig(patch_size=42))
-    from inference.botaclip.train import encode
+    from inference.botaclip.model import encode
 
     with pytest.raises(BandError, match="R, G, B, NIR"):
         encode(enc, None, np.zeros((2, 3, 40, 40), np.uint16))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from inference.models.sdm import DEMO, PAPER, MultimodalSDM, SDMConfig
 from inference.sdm import conformal
 from inference.sdm.metrics import macro_auc, recall_at_k, sample_f1
+from inference.sdm.model import DEMO, PAPER, MultimodalSDM, SDMConfig
 from inference.splits import CAL, TEST, TRAIN, assign_splits, spatial_blocks
 
 
@@ -73,8 +73,8 @@ def test_tiny_sdm_learns(tiny_sdm):
 
 def test_meta_tile_inference_matches_per_patch(tiny_sdm, tiny_region):
     from inference.data.region import load_region
+    from inference.sdm.model import load_sdm
     from inference.sdm.predict import MetaTileSDM, deviation
-    from inference.sdm.train import load_sdm
 
     model, norm, _ = load_sdm(tiny_sdm)
     region = load_region(tiny_region)

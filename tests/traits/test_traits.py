@@ -31,15 +31,12 @@ from inference.traits.model import (
     make_config,
     trait_nll,
 )
+from inference.traits.predictor import Features, LabelScaler, load_traits, predict_z
 from inference.traits.train import (
-    Features,
-    LabelScaler,
     TraitTrainConfig,
     fit,
-    load_traits,
     new_net,
     per_trait_metrics,
-    predict_z,
     train_traits,
     train_with_cleaning,
 )

@@ -17,6 +17,7 @@ vegetation surveys describe them; no niche is shaped around a model.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.special import expit
 
 from .. import eunis
@@ -286,8 +287,6 @@ def design_matrix(pred: np.ndarray, habitat: np.ndarray) -> np.ndarray:
 
 def probability(F: np.ndarray, W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """sigmoid(W^T F^T): [S, n] float32 (torch matmul, uses every core)."""
-    import torch
-
     with torch.no_grad():
         r = torch.from_numpy(np.ascontiguousarray(W.T)) @ torch.from_numpy(np.ascontiguousarray(F)).T
         torch.sigmoid_(r)

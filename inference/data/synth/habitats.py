@@ -11,6 +11,7 @@ has habitat affinities, so each type has its characteristic and diagnostic speci
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from .. import eunis
 from .common import fractal_field, rng_for
@@ -87,7 +88,6 @@ def habitat_groups() -> dict[str, list[int]]:
 def build_habitats(land: Landscape, seed: int) -> np.ndarray:
     """uint8 raster of indices into ``HABITAT_CODES`` on the landscape frame."""
     rng = rng_for(seed, "habitats")
-    from scipy import ndimage
 
     urban = land.landcover == URBAN
     env = {

@@ -10,12 +10,14 @@ probabilities). Every shape is a constructor argument.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from inference.models import register
+from inference.checkpoint import load_checkpoint, save_checkpoint
+from inference.sdm.preprocess import Normalizer
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:
@@ -97,16 +99,27 @@ class MultimodalSDM(nn.Module):
         return self.head(self.features(batch))
 
 
-@register("sdm-resnet6")
-def build_sdm(**kwargs) -> MultimodalSDM:
-    return MultimodalSDM(SDMConfig(**kwargs))
+# ---------------------------------------------------------------------------------------------
+# checkpoints (written by `geoflora train sdm`)
+
+CHECKPOINT_FORMAT = "geoflora-sdm"
+CHECKPOINT_VERSION = 1
 
 
-@register("sdm-resnet6-paper")
-def build_sdm_paper(n_species: int = 11_255, **kwargs) -> MultimodalSDM:
-    return MultimodalSDM(SDMConfig(n_species=n_species, **{**PAPER, **kwargs}))
+def load_sdm(path: Path, map_location: str = "cpu") -> tuple[MultimodalSDM, Normalizer, dict]:
+    """A trained SDM, its normalisation and its checkpoint metadata (species ids, thresholds...)."""
+    ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "sdm", map_location)
+    model = MultimodalSDM(SDMConfig.from_dict(ck["model_config"]))
+    model.load_state_dict(ck["state_dict"])
+    model.eval()
+    return model, Normalizer.from_dict(ck["normalizer"]), ck
 
 
-@register("sdm-resnet6-demo")
-def build_sdm_demo(n_species: int, **kwargs) -> MultimodalSDM:
-    return MultimodalSDM(SDMConfig(n_species=n_species, **{**DEMO, **kwargs}))
+def save_sdm(path: Path, model: MultimodalSDM, norm: Normalizer, species_ids, thresholds: dict, report: dict,
+             train_config: dict) -> Path:
+    """A trained SDM with what :func:`load_sdm` and the cascade need (species ids, thresholds)."""
+    return save_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, {
+        "model_config": model.config.to_dict(), "train_config": train_config,
+        "species_ids": [int(i) for i in species_ids], "normalizer": norm.to_dict(),
+        "state_dict": model.state_dict(), "thresholds": thresholds, "report": report,
+    })
