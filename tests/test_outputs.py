@@ -339,7 +339,7 @@ def test_sdm_files_are_written_while_plantbert_computes_and_a_crash_leaves_no_ma
     """The worker path overlaps writing with compute: the indicator, species and trait files are
     complete before Pl@ntBERT returns. A crash in Pl@ntBERT leaves those (complete) files but no
     manifest, the meta-tile failed; a retry finishes it."""
-    import inference.habitat.infer as infer
+    import inference.pipeline.stages as infer  # the stage that calls Pl@ntBERT
     from backend.core.paths import MANIFEST
     from backend.db.engine import make_engine, make_sessionmaker, migrate
     from backend.db.models import MetaTileRecord
