@@ -16,10 +16,8 @@ from inference.botaclip.model import (
     HFImageEncoder,
     load_botaclip,
     load_frozen_encoder,
-    retrieval,
-    survey_pairs,
-    train_botaclip,
 )
+from inference.botaclip.train import retrieval, survey_pairs, train_botaclip
 from inference.data.region import load_region
 
 TINY_CNN = CellCNNConfig(patch_size=40, stem=8, widths=(16, 16))
