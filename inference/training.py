@@ -4,6 +4,7 @@ training report, written atomically beside the checkpoint."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,15 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 class BestState:
     """The best model state seen so far on a validation score (higher is better), and how many
-    epochs have passed without a better one (patience)."""
+    epochs have passed without a better one (patience).
 
-    def __init__(self, patience: int | None = None) -> None:
+    ``keep``: which state-dict keys to copy (``keep(name)`` true); the others -- say a large frozen
+    encoder, ``keep=lambda name: not name.startswith("encoder.")`` -- are neither copied nor
+    restored, and :meth:`restore` checks that only those are missing. Default: every key."""
+
+    def __init__(self, patience: int | None = None, keep: Callable[[str], bool] | None = None) -> None:
         self.patience = patience
+        self.keep = keep
         self.score = -float("inf")
         self.state: dict | None = None
         self.epoch: int | None = None
@@ -42,7 +48,8 @@ class BestState:
         """Record ``score``; keep a CPU copy of ``model``'s state when it is the best. True if it is."""
         if score > self.score:
             self.score, self.epoch, self.bad_epochs = float(score), epoch, 0
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                          if self.keep is None or self.keep(k)}
             return True
         self.bad_epochs += 1
         return False
@@ -52,8 +59,16 @@ class BestState:
         return self.patience is not None and self.bad_epochs >= self.patience
 
     def restore(self, model: torch.nn.Module) -> None:
-        if self.state is not None:
+        """Load the best state into ``model`` (nothing before the first :meth:`update`)."""
+        if self.state is None:
+            return
+        if self.keep is None:
             model.load_state_dict(self.state)
+            return
+        missing, unexpected = model.load_state_dict(self.state, strict=False)
+        bad = [k for k in missing if self.keep(k)]
+        if bad or unexpected:
+            raise RuntimeError(f"the best state does not fit the model: missing {bad}, unexpected {list(unexpected)}")
 
     def to_dict(self) -> dict:
         """What a resumable checkpoint keeps of it."""

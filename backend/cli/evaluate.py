@@ -115,7 +115,7 @@ def evaluate_traits_cmd(region, sdm_path, grid_m, min_photos, folds, size, epoch
     settings = get_settings()
     name = region.name
     region = region.load()
-    config = TraitTrainConfig(size=size, seed=seed)
+    config = TraitTrainConfig(size=size, seed=seed, device=settings.device)
     if epochs:
         config.epochs = epochs
     sdm_path = sdm_path or settings.layout.checkpoint(name, "sdm")

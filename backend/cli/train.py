@@ -89,7 +89,7 @@ def train_botaclip_cmd(region, out, encoder_path, epochs, ssl_steps, reg_weight,
     out = out or settings.layout.checkpoint(name, "botaclip")
     try:
         report = train_botaclip(region, out, config, encoder_path=encoder_path or settings.eo_encoder_path,
-                                log=click.echo)
+                                log=click.echo, device=settings.device)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     keep = ("n_train", "n_cal", "n_test", "ssl", "train_seconds", "total_seconds", "best_epoch", "calibration", "test")
@@ -121,7 +121,7 @@ def train_traits_cmd(region, csv_path, out, size, epochs, no_clean, reference, s
         csv_path = region.load().photos_csv
     else:
         name = region.given or csv_path.resolve().parent.name
-    config = TraitTrainConfig(size=size, clean=not no_clean, reference=reference, seed=seed)
+    config = TraitTrainConfig(size=size, clean=not no_clean, reference=reference, seed=seed, device=settings.device)
     if epochs:
         config.epochs = epochs
     out = out or settings.layout.checkpoint(name, "traits")
@@ -172,7 +172,7 @@ def train_plantbert_cmd(region, out, size, epochs, mlm_epochs, n_plots, sdm_list
     settings = get_settings()
     name = region.name
     region = region.load()
-    config = PlantBertConfig(size=size, seed=seed, lr=lr)
+    config = PlantBertConfig(size=size, seed=seed, lr=lr, device=settings.device)
     for key, value in (("cls_epochs", epochs), ("mlm_epochs", mlm_epochs), ("n_plots", n_plots),
                        ("sdm_lists", sdm_lists), ("true_lists", true_lists), ("finetune_epochs", finetune_epochs),
                        ("top_n", top_n), ("batch_size", batch_size)):

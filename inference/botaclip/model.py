@@ -376,7 +376,7 @@ class BotaCLIP(nn.Module):
         zt = self.embed_lists(ids, offsets)
         scale = self.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
         logits = scale * zi @ zt.T
-        target = torch.arange(len(h))
+        target = torch.arange(len(h), device=h.device)
         nce = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
         reg = (1 - F.cosine_similarity(e, h0, dim=-1)).mean()
         total = nce + self.config.reg_weight * reg

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from inference.sdm.dataset import region_samples
 from inference.sdm.preprocess import Normalizer
 from inference.splits import CAL, TEST, TRAIN
-from inference.training import write_report
+from inference.training import BestState, resolve_device, seed_everything, write_report
 
 from .embed import fit_pca_colours
 from .model import (
@@ -35,6 +35,7 @@ from .model import (
     freeze,
     lists_to_bag,
     load_frozen_encoder,
+    model_device,
     save_botaclip,
     save_cell_cnn,
 )
@@ -121,14 +122,16 @@ def _ssl_view(patches: np.ndarray, P: int, norm: Normalizer, rng: np.random.Gene
 def pretrain_cell_cnn(region, encoder: CellCNN, norm: Normalizer, steps: int, n_patches: int = 4000,
                       batch: int = 128, seed: int = 0, temperature: float = 0.2, log=print) -> dict:
     """SimCLR on random S2 patches of the region (crops shifted up to 1 cell, dihedral views, band gain /
-    offset jitter, noise). Leaves the encoder in eval mode (to be frozen)."""
+    offset jitter, noise), on the device the encoder is on (the views are drawn on the CPU). Leaves the
+    encoder in eval mode (to be frozen)."""
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
+    rng = seed_everything(seed)
+    device = model_device(encoder)
     P = encoder.patch_size
     x, y = random_cells(region, n_patches, seed + 1)
     patches = region.extract_s2(x, y, size=P + 10)
-    head = torch.nn.Sequential(torch.nn.Linear(encoder.out_features, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64))
+    head = torch.nn.Sequential(torch.nn.Linear(encoder.out_features, 128), torch.nn.ReLU(),
+                               torch.nn.Linear(128, 64)).to(device)
     params = list(encoder.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
@@ -137,11 +140,11 @@ def pretrain_cell_cnn(region, encoder: CellCNN, norm: Normalizer, steps: int, n_
     for step in range(steps):
         idx = rng.choice(len(patches), size=min(batch, len(patches)), replace=False)
         v1, v2 = _ssl_view(patches[idx], P, norm, rng), _ssl_view(patches[idx], P, norm, rng)
-        z = F.normalize(head(encoder(torch.cat([v1, v2]))), dim=-1)
+        z = F.normalize(head(encoder(torch.cat([v1, v2]).to(device))), dim=-1)
         sim = z @ z.T / temperature
         sim.fill_diagonal_(-torch.inf)
         n = len(idx)
-        target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+        target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(device)
         loss = F.cross_entropy(sim, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -170,21 +173,25 @@ def build_encoder(config: BotaCLIPConfig, encoder_path: Path | None):
 
 
 def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(), encoder_path: Path | None = None,
-                   encoder=None, pairs: dict | None = None, log=print) -> dict:
+                   encoder=None, pairs: dict | None = None, log=print, device: str = "auto") -> dict:
     """Train and save ``out`` (checkpoint) and ``out.with_suffix('.json')`` (report); returns the report.
 
     ``encoder``: an already frozen encoder to use as is (tests); otherwise ``encoder_path`` or the demo
     CellCNN (self-supervised for ``config.ssl_steps`` steps, saved beside ``out`` as ``eo_encoder.pt``).
+    ``device``: where the SSL pre-training, the frozen features and the training run
+    (``resolve_device``: auto is CUDA when present; settings ``device``). The trained model, the
+    given encoder with it, ends on the CPU.
     """
     out = Path(out)
     t_start = time.perf_counter()
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    rng = seed_everything(config.seed)
+    dev = torch.device(resolve_device(device))
     info: dict = {}
     if encoder is None:
         encoder, info = build_encoder(config, encoder_path)
     else:
         info = {"kind": "given"}
+    encoder.to(dev)
     P = int(encoder.patch_size)
     if pairs is None:
         log("reading PA surveys and their S2 patches...")
@@ -208,10 +215,11 @@ def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(),
                                               config.ssl_batch, config.seed, log=log)
         else:
             report["ssl"] = {"steps": 0, "note": "random-init frozen encoder"}
-        freeze(encoder)
+        freeze(encoder.cpu())  # saved from the CPU
         save_cell_cnn(encoder, out.with_name("eo_encoder.pt"), {"ssl": report["ssl"], "normalizer": norm.to_dict()})
+        encoder.to(dev)
     encoder = freeze(encoder)
-    enc_state = {k: v.clone() for k, v in encoder.state_dict().items()}
+    enc_state = {k: v.to("cpu", copy=True) for k, v in encoder.state_dict().items()}
 
     t0 = time.perf_counter()
     views = max(1, min(8, config.n_views))
@@ -223,7 +231,8 @@ def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(),
         f"in {report['encode_seconds']} s")
 
     model = BotaCLIP(encoder, len(pairs["species_ids"]), config)
-    model.fit_projection(h_tr[0])
+    model.fit_projection(h_tr[0].cpu())  # on the CPU, like the rest of the new model; then all on the device
+    model.to(dev)
     lists = pairs["lists"]
     lists_tr = [lists[i] for i in tr]
     lists_ca = [lists[i] for i in ca]
@@ -238,11 +247,13 @@ def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(),
     def evaluate_split(h, lst, ids, offs) -> dict:
         model.eval()
         e, h0 = model.adapt(h)
-        res = retrieval(F.normalize(e, dim=-1), model.embed_lists(ids, offs), lst)
+        res = retrieval(F.normalize(e, dim=-1).cpu(), model.embed_lists(ids.to(dev), offs.to(dev)).cpu(), lst)
         res["cos_to_frozen"] = float(F.cosine_similarity(e, h0, dim=-1).mean())
         return res
 
-    history, best, best_state, bad = [], -1.0, None, 0
+    history = []
+    # the frozen encoder is neither copied nor restored (it may be a large pretrained model)
+    best = BestState(config.patience, keep=lambda name: not name.startswith("encoder."))
     t0 = time.perf_counter()
     for epoch in range(config.epochs):
         model.train()
@@ -254,9 +265,9 @@ def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(),
             if len(idx) < 2:
                 continue
             v = torch.from_numpy(rng.integers(0, views, len(idx)))
-            h = h_tr[v, torch.from_numpy(idx)]
+            h = h_tr[v.to(dev), torch.from_numpy(idx).to(dev)]
             ids, offs = lists_to_bag([lists_tr[i] for i in idx], config.species_dropout, rng)
-            loss, p = model.loss(h, ids, offs)
+            loss, p = model.loss(h, ids.to(dev), offs.to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -275,31 +286,28 @@ def train_botaclip(region, out: Path, config: BotaCLIPConfig = BotaCLIPConfig(),
             log(f"epoch {epoch + 1}: loss {row['loss']:.4f} (InfoNCE {row['infonce']:.4f}, reg {row['reg']:.4f})  "
                 f"CAL R@10 {cal['mean@10']:.3f} (chance {cal['chance_mean@10']:.3f})  "
                 f"cos(e, h0) {cal['cos_to_frozen']:.3f}")
-        if cal["mean@10"] > best:
-            best, bad = cal["mean@10"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-        else:
-            bad += 1
-            if bad >= config.patience:
-                break
-    model.load_state_dict(best_state, strict=False)
+        best.update(cal["mean@10"], model, epoch + 1)
+        if best.stop:
+            break
+    best.restore(model)
     model.eval()
     report["train_seconds"] = round(time.perf_counter() - t0, 1)
     report["epochs"] = len(history)
-    report["best_epoch"] = int(np.argmax([r["cal_mean@10"] for r in history]) + 1)
+    report["best_epoch"] = best.epoch
     report["history"] = history
     report["calibration"] = evaluate_split(h_ca, lists_ca, ids_ca, off_ca)
     if h_te is not None:
         ids_te, off_te = lists_to_bag([lists[i] for i in te])
         report["test"] = evaluate_split(h_te, [lists[i] for i in te], ids_te, off_te)
-    unchanged = all(torch.equal(enc_state[k], v) for k, v in encoder.state_dict().items())
+    unchanged = all(torch.equal(enc_state[k], v.cpu()) for k, v in encoder.state_dict().items())
     report["frozen_encoder_unchanged"] = bool(unchanged)
 
     # region-wide PCA colours of the embedding
     t0 = time.perf_counter()
     xs, ys = random_cells(region, config.pca_cells, config.seed + 2)
     with torch.no_grad():
-        emb = model.embed_features(encode(encoder, norm, region.extract_s2(xs, ys, size=P))).numpy()
+        emb = model.embed_features(encode(encoder, norm, region.extract_s2(xs, ys, size=P))).cpu().numpy()
+    model.cpu()  # saved, and returned, on the CPU
     pca = fit_pca_colours(emb)
     report["pca_seconds"] = round(time.perf_counter() - t0, 1)
     report["total_seconds"] = round(time.perf_counter() - t_start, 1)

@@ -35,7 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from inference.splits import CAL, TRAIN
-from inference.training import write_report
+from inference.training import BestState, resolve_device, seed_everything, write_report
 
 from . import corpus as C
 from .plantbert import MASK, N_SPECIAL, PAD, PlantBert, Vocab, bert_kwargs, build_classifier, build_mlm, model_inputs
@@ -65,6 +65,7 @@ class PlantBertConfig:
     area_m2: tuple[float, float] = (50.0, 500.0)  # plot area range (log-uniform)
     cover_sigma: float = 0.5  # lognormal noise of the cover proxy
     seed: int = 0
+    device: str = "auto"  # auto: CUDA when present (settings ``device``); the saved model is on the CPU
     model_overrides: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -199,10 +200,11 @@ def accuracy(pb: PlantBert, lists: C.Lists, batch_size: int = 512) -> float:
 
 def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], config: PlantBertConfig,
                  log=print) -> tuple[PlantBert, dict]:
-    """Stage 1 and stage 2 on given corpora; returns the best stage-2 model and the history."""
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    """Stage 1 and stage 2 on given corpora; returns the best stage-2 model (on the CPU) and the
+    history. Trains on ``resolve_device(config.device)``; masking draws from a CPU generator."""
+    rng = seed_everything(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)  # the masking's own stream (CPU)
+    device = torch.device(resolve_device(config.device))
     kw = bert_kwargs(config.size, len(vocab), config.top_n, len(labels), **config.model_overrides)
     tokens = train.tokens
     lengths = (tokens != PAD).sum(1)
@@ -213,7 +215,7 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
 
     # ---- stage 1: masked species
     t0 = time.perf_counter()
-    mlm = build_mlm(kw)
+    mlm = build_mlm(kw).to(device)
     if config.mlm_epochs > 0:
         opt = _optimizer(mlm, config)
         n_steps = config.mlm_epochs * math.ceil(len(tokens) / config.batch_size)
@@ -224,6 +226,7 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
             for b in length_batches(lengths, config.batch_size, rng):
                 ids, mask = model_inputs(tokens[b])
                 masked, lab = mask_tokens(ids, len(vocab), config.mask_prob, gen)
+                masked, mask, lab = masked.to(device), mask.to(device), lab.to(device)
                 out = mlm(input_ids=masked, attention_mask=mask)
                 loss = F.cross_entropy(out.logits.view(-1, out.logits.shape[-1]), lab.view(-1), ignore_index=-100)
                 opt.zero_grad(set_to_none=True)
@@ -245,13 +248,15 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
 
     # ---- stage 2: level-3 classification from the stage-1 encoder
     t0 = time.perf_counter()
-    clf = build_classifier(kw, encoder_from=mlm if config.mlm_epochs > 0 else None)
+    clf = build_classifier(kw, encoder_from=mlm if config.mlm_epochs > 0 else None).to(device)
     del mlm
     pb = PlantBert(clf, vocab, labels, config.top_n, config.size, kw)
     y = torch.from_numpy(train.label.astype(np.int64))
-    best = [-1.0, None, ""]
+    best = BestState()  # selection only, no early stop
+    best_epoch = ""
 
     def run_phase(name: str, rows: np.ndarray, epochs: int, lr: float) -> None:
+        nonlocal best_epoch
         opt = _optimizer(clf, config, lr)
         sched = _scheduler(opt, max(1, epochs * math.ceil(len(rows) / config.batch_size)), config.warmup)
         for epoch in range(epochs):
@@ -261,8 +266,9 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
             yr = y[torch.from_numpy(rows)]
             for b in random_batches(len(rows), config.batch_size, rng):
                 ids, mask = model_inputs(toks[b])
-                logits = clf(input_ids=ids, attention_mask=mask).logits
-                loss = F.cross_entropy(logits, yr[b])
+                target = yr[b].to(device)
+                logits = clf(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                loss = F.cross_entropy(logits, target)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
@@ -270,7 +276,7 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
                 sched.step()
                 total += float(loss.detach()) * len(b)
                 count += len(b)
-                correct += int((logits.detach().argmax(1) == yr[b]).sum())
+                correct += int((logits.detach().argmax(1) == target).sum())
             clf.eval()
             val_acc = accuracy(pb, val)
             rec = {"phase": name, "epoch": epoch + 1, "loss": total / max(count, 1),
@@ -283,8 +289,8 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
             history["cls"].append(rec)
             log(f"{name} epoch {epoch + 1}/{epochs}: loss {rec['loss']:.3f}, train accuracy "
                 f"{rec['train_accuracy']:.3f}, CAL accuracy {val_acc:.3f} ({rec['seconds']} s)")
-            if val_acc > best[0]:
-                best[:] = [val_acc, {k: v.detach().clone() for k, v in clf.state_dict().items()}, f"{name} {epoch + 1}"]
+            if best.update(val_acc, clf, len(history["cls"])):
+                best_epoch = f"{name} {epoch + 1}"
 
     run_phase("stage 2", np.arange(len(tokens)), config.cls_epochs, config.learning_rate)
     # Stage 2b: predicted (long, probability-ordered) lists are a minority of the corpus and the
@@ -295,11 +301,11 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
         extra = rng.choice(plot_rows, min(len(plot_rows), len(long_rows)), replace=False)
         run_phase("stage 2b (predicted lists)", np.concatenate([long_rows, extra]), config.finetune_epochs,
                   config.learning_rate * config.finetune_lr_factor)
-    if best[1] is not None:
-        clf.load_state_dict(best[1])
-    clf.eval()
+    best.restore(clf)
+    clf.cpu().eval()  # loaders and the cascade expect a CPU model
     timings["stage2_seconds"] = round(time.perf_counter() - t0, 1)
-    return pb, {"history": history, "best_epoch": best[2], "val_accuracy": best[0], **timings}
+    val_accuracy = best.score if best.state is not None else -1.0  # -1: no epoch scored
+    return pb, {"history": history, "best_epoch": best_epoch, "val_accuracy": val_accuracy, **timings}
 
 
 def _part(lists: C.Lists, source: str) -> C.Lists | None:

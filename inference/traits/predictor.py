@@ -36,10 +36,15 @@ class Features:
         return cls(image=feats["image"].float(), geo=GeoEncoder.inputs(photos.lon, photos.lat, photos.month),
                    depth=feats["depth"].float() if "depth" in feats else None)
 
-    def take(self, idx) -> dict:
+    def take(self, idx, device: torch.device | str | None = None) -> dict:
+        """The rows ``idx`` of every input, moved to ``device`` when given (the features stay where
+        they are; one batch at a time goes to the device)."""
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        return {"image": self.image[idx], "geo": self.geo[idx],
-                "depth": None if self.depth is None else self.depth[idx]}
+        out = {"image": self.image[idx], "geo": self.geo[idx],
+               "depth": None if self.depth is None else self.depth[idx]}
+        if device is not None:
+            out = {k: None if v is None else v.to(device) for k, v in out.items()}
+        return out
 
 
 @dataclass
@@ -74,15 +79,17 @@ class LabelScaler:
 @torch.no_grad()
 def predict_z(net: TraitNet, feats: Features, idx: np.ndarray | None = None,
               batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted mean and variance [N, T] in standardised units."""
+    """Predicted mean and variance [N, T] in standardised units (NumPy, whatever device ``net`` is on:
+    each batch goes to it)."""
     net.eval()
+    device = next(net.parameters()).device
     idx = np.arange(len(feats)) if idx is None else np.asarray(idx)
     means, vars_ = [], []
     for i in range(0, len(idx), batch):
-        b = feats.take(idx[i:i + batch])
+        b = feats.take(idx[i:i + batch], device)
         m, lv = net(b["image"], b["geo"], b["depth"])
-        means.append(m.numpy())
-        vars_.append(lv.exp().numpy())
+        means.append(m.cpu().numpy())
+        vars_.append(lv.exp().cpu().numpy())
     T = len(net.config.traits)
     if not means:
         return np.zeros((0, T)), np.zeros((0, T))

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.training import write_report
+from inference.training import resolve_device, seed_everything, write_report
 
 from .data import PhotoSet, block_split, photo_features, sample_labels, stratified_batches
 from .model import FrozenEncoders, TraitNet, TraitNetConfig, make_config
@@ -72,6 +72,7 @@ class TraitTrainConfig:
     reference: str = "auto"  # auto | truth | labels
     block_m: float = 5_000
     compare_without_cleaning: bool = True  # also train the uncleaned model for the report
+    device: str = "auto"  # where fit trains (auto: CUDA when present; settings ``device``)
     model_overrides: dict = field(default_factory=dict)
 
     def model_config(self) -> TraitNetConfig:
@@ -122,9 +123,20 @@ def new_net(mcfg: TraitNetConfig, feats: Features, seed: int, geo_weights: Path 
     return net
 
 
+def _rng_devices(device: torch.device) -> list:
+    """The devices whose RNG ``torch.random.fork_rng`` must save and restore besides the CPU's."""
+    return [device] if device.type == "cuda" else []
+
+
 def fit(net: TraitNet, feats: Features, photos: PhotoSet, idx: np.ndarray, scaler: LabelScaler,
         cfg: TraitTrainConfig, epochs: int, seed: int) -> list[float]:
-    """Train ``net`` on photos ``idx``; returns the mean training NLL of every epoch."""
+    """Train ``net`` on photos ``idx``, on ``resolve_device(cfg.device)`` (``net`` stays there; the
+    features go over one batch at a time); returns the mean training NLL of every epoch.
+
+    The dropout stream is seeded from ``seed`` inside a forked RNG: a fit depends on its own
+    arguments only, and leaves the global RNG as it found it."""
+    device = torch.device(resolve_device(cfg.device))
+    net.to(device)
     rng = np.random.default_rng(seed)
     idx = np.asarray(idx)
     params = [p for p in net.parameters() if p.requires_grad]
@@ -133,7 +145,7 @@ def fit(net: TraitNet, feats: Features, photos: PhotoSet, idx: np.ndarray, scale
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=n_steps + epochs, pct_start=0.1)
     pft = photos.pft[idx]
     history = []
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seed)
         for _ in range(epochs):
             net.train()
@@ -142,9 +154,9 @@ def fit(net: TraitNet, feats: Features, photos: PhotoSet, idx: np.ndarray, scale
             valid = torch.isfinite(yt)
             total, count = 0.0, 0
             for b in stratified_batches(rng, pft, cfg.batch_size):
-                batch = feats.take(idx[b])
+                batch = feats.take(idx[b], device)
                 mean, logvar = net(batch["image"], batch["geo"], batch["depth"])
-                loss = net.loss(yt[b], mean, logvar, valid[b]).mean()
+                loss = net.loss(yt[b].to(device), mean, logvar, valid[b].to(device)).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -250,7 +262,8 @@ def fit_model(photos: PhotoSet, feats: Features, train_idx: np.ndarray, ref_idx:
               mcfg: TraitNetConfig, clean: bool, geo_weights: Path | None = None,
               log=print) -> tuple[TraitNet, LabelScaler, dict, Screen | None]:
     """Train one model on ``train_idx`` (cleaned with ``ref_idx`` as reference set when ``clean``);
-    returns the model, its label scaler, the training record and the screen (None without cleaning)."""
+    returns the model, its label scaler, the training record and the screen (None without cleaning),
+    the model and the screen on the CPU."""
     scaler = LabelScaler.fit(photos.log_median[train_idx])
     t0 = time.perf_counter()
     screen = None
@@ -263,6 +276,9 @@ def fit_model(photos: PhotoSet, feats: Features, train_idx: np.ndarray, ref_idx:
         net, hist = train_plain(feats, photos, train_idx, scaler, mcfg, cfg, geo_weights)
         record = {"history": hist}
     record["train_seconds"] = round(time.perf_counter() - t0, 1)
+    net.cpu()  # the model and its screen leave on the CPU (checkpoints, maps)
+    if screen is not None:
+        screen.net.cpu()
     return net, scaler, record, screen
 
 
@@ -290,7 +306,7 @@ def train_traits(photos: PhotoSet, out: Path, cfg: TraitTrainConfig, dinov2_path
     slightly optimistic for the cleaned model; ``geoflora evaluate traits`` scores held-out folds.
     """
     t_start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     mcfg = cfg.model_config()
     feats, encode_s, encoders = encode_photos(cfg, photos, dinov2_path, depth_path, cache_dir, log)
     is_ref = block_split(photos.x, photos.y, cfg.reference_fraction, cfg.seed, cfg.block_m)
