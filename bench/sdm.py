@@ -42,9 +42,9 @@ def bench(name, cfg, region, norm, device, naive_cells, fast_rows):
         per_patch_probabilities(model, norm, region, xs, ys, batch=32)
         naive = naive_cells / (time.perf_counter() - t)
         runner = MetaTileSDM(model, norm, device=device)
-        runner.s2_features(region.s2_path, tile, n_rows=min(fast_rows, 20))  # warm-up
+        runner.s2_features(region, tile, n_rows=min(fast_rows, 20))  # warm-up
         t = time.perf_counter()
-        feats = runner.s2_features(region.s2_path, tile, n_rows=fast_rows)
+        feats = runner.s2_features(region, tile, n_rows=fast_rows)
         n_cells = feats.shape[0] * feats.shape[1]
         head = feats.reshape(n_cells, -1) @ runner.head_parts["s2"].T
         torch.sigmoid(head)

@@ -34,6 +34,9 @@ import torch
 STATUS_RANK = {"LC": 1, "NT": 2, "VU": 3, "EN": 4, "CR": 5}
 STATUS_NAMES = {0: "none assessed", 1: "Least Concern (LC)", 2: "Near Threatened (NT)", 3: "Vulnerable (VU)",
                 4: "Endangered (EN)", 5: "Critically Endangered (CR)"}
+# Data deficient, not evaluated, and (regionally) extinct or extinct in the wild: no rank on the
+# LC..CR scale of a present assemblage (a Red List names them; the maps do not rank them).
+UNRANKED = ("DD", "NE", "EX", "EW", "RE")
 THREATENED = ("VU", "EN", "CR")
 PROBABILITY_STATUSES = ("NT", "VU", "EN", "CR")
 COUNT_INDICATORS = ("richness", "eu_directive", "threatened", "trees", "invasive", "specialists")
@@ -60,9 +63,9 @@ class SpeciesAttributes:
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"species attribute {name!r} has {getattr(self, name).shape[0]} entries, "
                                  f"expected one per species ({n})")
-        unknown = {s for s in self.iucn if s and s.upper() not in STATUS_RANK and s.upper() not in ("DD", "NE")}
+        unknown = {s for s in self.iucn if s and s.upper() not in STATUS_RANK and s.upper() not in UNRANKED}
         if unknown:
-            raise ValueError(f"unknown IUCN categories {sorted(unknown)}: use LC, NT, VU, EN, CR, DD, NE or empty")
+            raise ValueError(f"unknown IUCN categories {sorted(unknown)}: use LC, NT, VU, EN, CR, DD, NE, EX, EW, RE or empty")
 
     @classmethod
     def from_species(cls, species, specialist: np.ndarray | None = None) -> SpeciesAttributes:

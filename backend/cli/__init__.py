@@ -5,9 +5,11 @@
 - :mod:`~backend.cli.evaluate`: ``evaluate sdm|plantbert|botaclip|traits``
 - :mod:`~backend.cli.runs`: ``compute`` (also ``run``), ``worker``, ``demo``
 - :mod:`~backend.cli.serve`: ``serve``, ``seed``
+- :mod:`~backend.cli.species`: ``species import``
+- :mod:`~backend.cli.region`: ``region create``
 """
 
-from backend.cli import data, evaluate, runs, serve, train  # noqa: F401 - each module registers its commands
+from backend.cli import data, evaluate, region, runs, serve, species, train  # noqa: F401 - each module registers its commands
 from backend.cli.base import main
 
 __all__ = ["main"]

@@ -30,18 +30,25 @@ def migrate() -> None:
 @click.option("--x0", type=float, default=None, help="Lower-left easting, EPSG:3035 metres.")
 @click.option("--y0", type=float, default=None, help="Lower-left northing, EPSG:3035 metres.")
 @click.option("--force", is_flag=True, help="Regenerate even if the region exists.")
-def generate(name, seed, size, n_species, x0, y0, force) -> None:
+@click.option("--export-rasters", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the region's inputs in the real layouts (UTM Sentinel-2 tiles, CHELSA monthly "
+                   "files, Landsat composites, a land/water raster, species lists) and a sources.yaml there.")
+def generate(name, seed, size, n_species, x0, y0, force, export_dir) -> None:
     """Generate a virtual region whose true species distributions, habitats and traits are known."""
     settings = get_settings()
     name = name or settings.demo_region
     path = settings.layout.region_dir(name)
     if (path / "region.json").is_file() and not force:
         click.echo(f"region {name!r} exists at {path} (use --force to regenerate)")
-        return
-    if force and path.exists():
+    else:
+        if force and path.exists():
+            shutil.rmtree(path)
+        generate_region_folder(settings, name, seed, size, n_species, x0, y0)
+    if export_dir is not None:
+        from inference.data.export import export_rasters  # torch: only for this command
+        from inference.data.region import load_region  # torch: only for this command
 
-        shutil.rmtree(path)
-    generate_region_folder(settings, name, seed, size, n_species, x0, y0)
+        export_rasters(load_region(path), export_dir, log=click.echo)
 
 
 def generate_region_folder(settings: Settings, name: str, seed=None, size=None, n_species=None, x0=None, y0=None) -> Path:

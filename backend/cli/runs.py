@@ -19,9 +19,13 @@ from inference.models import default_checkpoints
 @region_option("Region name (default: the demo region).")
 @click.option("--sdm", "sdm_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SDM checkpoint (default: data/models/<region>/sdm.pt).")
+@click.option("--plantbert", "plantbert_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Pl@ntBERT checkpoint (default: data/models/<region>/plantbert.pt when it exists).")
+@click.option("--botaclip", "botaclip_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="BotaCLIP checkpoint (default: data/models/<region>/botaclip.pt when it exists).")
 @click.option("--executor", type=click.Choice(["local", "celery"]), default="local",
               help="local: compute in this process; celery: send meta-tiles to the workers.")
-def compute(region, sdm_path, executor) -> None:
+def compute(region, sdm_path, plantbert_path, botaclip_path, executor) -> None:
     """Compute every layer of a region as a new run and make it live."""
     from backend.jobs.runs import run_local  # torch: only for this command
 
@@ -29,6 +33,9 @@ def compute(region, sdm_path, executor) -> None:
     name = region.name
     path = region.require()
     checkpoints = {**default_checkpoints(settings.layout, name), "sdm": region.checkpoint("sdm", sdm_path)}
+    for kind, given in (("plantbert", plantbert_path), ("botaclip", botaclip_path)):
+        if given is not None:
+            checkpoints[kind] = region.checkpoint(kind, given)
     sessions = sessions_for(settings)
     if executor == "celery":
         from backend.jobs.celery_app import run_with_celery  # torch: only for this command

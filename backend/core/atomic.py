@@ -8,10 +8,11 @@ the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -74,3 +75,13 @@ def sweep_temporaries(folder: Path, pattern: str = TEMP_GLOB) -> int:
             tmp.unlink(missing_ok=True)
             count += 1
     return count
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]],
+              delimiter: str = ",") -> Path:
+    """A CSV (or, with ``delimiter="\t"``, TSV) file: the header, then the rows, atomically."""
+    with atomic_open(path, newline="") as fh:
+        w = csv.writer(fh, delimiter=delimiter, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    return Path(path)

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     habitat_step: int = Field(
         8, ge=1, le=64, description="Cascade: Pl@ntBERT runs on a lattice every this many cells and refines "
         "wherever neighbouring classes differ, down to single cells (1: every cell; see docs/models/plantbert.md).")
+    s2_scale: float = Field(
+        1e-4, description="Sentinel-2 of a raster region: reflectance = DN x scale + offset, unless its sources "
+                          "file says otherwise (L2A: 1/10,000).")
+    s2_offset: float = Field(
+        -0.1, description="Sentinel-2 of a raster region: the offset of that rule (L2A processing baseline "
+                          "04.00 and later: -0.1, i.e. -1,000 DN; earlier products: 0).")
     pretrained_dir: Path | None = Field(
         None, description="Local folder of pretrained weights (DINOv2, Depth-Anything...); never a hub download."
     )

@@ -16,9 +16,7 @@ interpolated in between, then renormalised to unit length.
 from __future__ import annotations
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.windows import Window
 from torch.nn import functional as F
 
 from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
@@ -51,25 +49,20 @@ def _shared(region, tile: MetaTile, model: BotaCLIP, r0: int, r1: int, strip_row
     if step != CELL_PX:
         raise ValueError("the shared path needs 50 m cells of 5 S2 pixels")
     out = np.empty((model.dim, r1 - r0, n), np.float32)
-    with rasterio.open(region.s2_path) as src:
-        if src.count != enc.in_bands:
-            raise BandError(f"{region.s2_path} has {src.count} bands; the encoder takes {enc.in_bands} (R, G, B, NIR)")
-        t = src.transform
-        c_centre = int(np.floor((tile.x0 + CELL_M / 2 - t.c) / t.a))
-        r_centre = int(np.floor((tile.bounds[3] - CELL_M / 2 - t.f) / t.e))
-        row0, col0 = r_centre - P // 2, c_centre - P // 2
-        width = step * (n - 1) + P
-        for a in range(r0, r1, strip_rows):
-            b = min(r1, a + strip_rows)
-            height = step * (b - 1 - a) + P
-            win = Window(col0, row0 + step * a, width, height)
-            inside = (col0 >= 0 and row0 + step * a >= 0 and col0 + width <= src.width
-                      and row0 + step * a + height <= src.height)
-            img = src.read(window=win, boundless=not inside, fill_value=0)
-            fm = enc.feature_map(model.norm.apply("s2", img[None]).to(dev))  # [1, F, (b-a)+k-1, n+k-1]
-            h = F.avg_pool2d(fm, k, stride=1)[0]  # [F, b-a, n]: each cell's own patch mean
-            e = _adapt_chunks(model, h.permute(1, 2, 0).reshape(-1, h.shape[0]))
-            out[:, a - r0:b - r0] = e.T.reshape(-1, b - a, n).cpu().numpy()
+    if enc.in_bands != 4:
+        raise BandError(f"the encoder takes {enc.in_bands} bands; a region gives 4 (R, G, B, NIR)")
+    # the top-left corner of the patch of cell (0, 0): its centre's pixel, P // 2 pixels up and left
+    left = tile.x0 + CELL_M / 2 - S2_RES / 2 - (P // 2) * S2_RES
+    top = tile.bounds[3] - CELL_M / 2 + S2_RES / 2 + (P // 2) * S2_RES
+    width = step * (n - 1) + P
+    for a in range(r0, r1, strip_rows):
+        b = min(r1, a + strip_rows)
+        height = step * (b - 1 - a) + P
+        img = region.s2_window(left, top - step * a * S2_RES, width, height)
+        fm = enc.feature_map(model.norm.apply("s2", img[None]).to(dev))  # [1, F, (b-a)+k-1, n+k-1]
+        h = F.avg_pool2d(fm, k, stride=1)[0]  # [F, b-a, n]: each cell's own patch mean
+        e = _adapt_chunks(model, h.permute(1, 2, 0).reshape(-1, h.shape[0]))
+        out[:, a - r0:b - r0] = e.T.reshape(-1, b - a, n).cpu().numpy()
     return out
 
 

@@ -43,7 +43,7 @@ from PIL import Image, UnidentifiedImageError
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
-from backend.core.atomic import atomic_open
+from backend.core.atomic import write_csv
 from backend.core.errors import DataFormatError
 from backend.core.errors import Found as _D
 from inference.data.eunis import code_ancestors, code_level, code_parent
@@ -352,10 +352,7 @@ def _fmt_float(x: float) -> str:
 
 
 def _write_rows(path: PathLike, header: Sequence[str], rows: Iterable[Sequence[str]], delimiter: str = ",") -> None:
-    with atomic_open(path, newline="") as fh:
-        w = csv.writer(fh, delimiter=delimiter, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
+    write_csv(path, header, rows, delimiter)
 
 
 # --------------------------------------------------------------------------------------------

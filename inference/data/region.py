@@ -18,7 +18,6 @@ import csv
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -31,6 +30,9 @@ from backend.core.errors import RegionError
 from inference.grid import CELL_M, CELLS_PER_METATILE, METATILE_M, MetaTile, Region
 
 from . import eunis
+from .interface import Species, TraitDistribution, TruthLayers
+from .raster_region import FORMAT as RASTER_FORMAT
+from .raster_region import load_raster_region
 from .synth import climate as _climate
 from .synth import flora as _flora
 from .synth import habitats as _habitats
@@ -232,37 +234,6 @@ def _write_species(out: Path, sp: dict, b0: np.ndarray, W: np.ndarray) -> None:
 # ---------------------------------------------------------------------------------------------
 # loading and extraction
 
-@dataclass(frozen=True)
-class TraitDistribution:
-    median: float
-    sd: float
-    lowerbound: float
-    upperbound: float
-    logmean: float
-    logsd: float
-
-
-@dataclass(frozen=True)
-class Species:
-    index: int
-    id: int
-    name: str
-    genus: str
-    family: str
-    guild: str
-    growth_form: str
-    pft: str
-    iucn: str
-    eu_directive: bool
-    invasive: bool
-    woody: bool
-    tree: bool
-    endemic: bool
-    conifer: bool
-    target_prevalence: float
-    traits: dict = field(default_factory=dict)   # trait name -> TraitDistribution
-
-
 class _Raster:
     """A raster read for point extraction: cached whole as [rows, cols, bands] when small enough."""
 
@@ -301,8 +272,9 @@ class _Raster:
         return win[r - r0, c - c0]
 
 
-class GeneratedRegion:
-    """A finished Virtual Europe region on disk: truth, rasters, observations, extraction."""
+class GeneratedRegion(TruthLayers):
+    """A finished Virtual Europe region on disk: truth, rasters, observations, extraction (a
+    :class:`inference.data.interface.MapRegion` with :class:`TruthLayers`)."""
 
     def __init__(self, path: Path, meta: dict, cache_limit: int = 1_500_000_000):
         self.path = Path(path)
@@ -311,6 +283,10 @@ class GeneratedRegion:
         self.seed = meta["seed"]
         self._cache_limit = cache_limit
         self._rasters: dict[str, _Raster] = {}
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
     # ---- paths
     def file(self, key: str) -> Path:
@@ -358,6 +334,10 @@ class GeneratedRegion:
     @property
     def species_ids(self) -> np.ndarray:
         return self._niche["species_id"]
+
+    @property
+    def habitat_codes(self) -> list[str]:
+        return list(self.meta["habitat_codes"])
 
     @cached_property
     def habitat_types(self) -> list[eunis.HabitatType]:
@@ -447,6 +427,28 @@ class GeneratedRegion:
         r, c = ras.rowcol(x, y)
         return np.ascontiguousarray(ras.pixels(r - size // 2, c - size // 2, size))
 
+    def land_mask(self, tile: MetaTile) -> np.ndarray:
+        """Every cell is mapped: cells in water are computed from their own inputs (the virtual
+        flora has aquatic habitats)."""
+        return np.ones((CELLS_PER_METATILE, CELLS_PER_METATILE), bool)
+
+    def input_index(self, tile: MetaTile) -> None:
+        return None
+
+    def s2_window(self, left: float, top: float, width: int, height: int) -> np.ndarray:
+        with rasterio.open(self.s2_path) as src:
+            t = src.transform
+            col0 = int(round((left - t.c) / t.a))
+            row0 = int(round((top - t.f) / t.e))
+            win = Window(col0, row0, width, height)
+            inside = col0 >= 0 and row0 >= 0 and col0 + width <= src.width and row0 + height <= src.height
+            return src.read(window=win, boundless=not inside, fill_value=0)
+
+    def cube_keys(self, name: str, x, y) -> np.ndarray:
+        ras = self._raster("climate_" + _climate.CLIMATE_VARS[0] if name == "climate" else name)
+        r, c = ras.rowcol(x, y)
+        return r * 1_000_003 + c
+
     def extract_inputs(self, x, y) -> dict[str, np.ndarray]:
         """The three SDM inputs for a batch of EPSG:3035 points."""
         x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
@@ -454,13 +456,17 @@ class GeneratedRegion:
                 "landsat": self.extract_landsat(x, y)}
 
 
-def load_region(path, cache_limit: int = 1_500_000_000) -> GeneratedRegion:
-    """Open a finished region (``region.json`` present and of this format)."""
+def load_region(path, cache_limit: int = 1_500_000_000):
+    """Open a finished region (``region.json`` present and of a known format): a generated
+    :class:`GeneratedRegion` or a :class:`inference.data.raster_region.RasterRegion`."""
     p = Path(path)
     mf = p / "region.json"
     if not mf.is_file():
-        raise RegionError(f"{p} is not a finished Virtual Europe region (no region.json)")
+        raise RegionError(f"{p} is not a finished region (no region.json): generate one with `geoflora generate` "
+                          f"or create one from rasters with `geoflora region create`")
     meta = json.loads(mf.read_text())
+    if meta.get("format") == RASTER_FORMAT:
+        return load_raster_region(p, meta)
     if meta.get("format") != "geoflora-virtual-europe" or meta.get("version") != FORMAT_VERSION:
         raise RegionError(f"{p}: unsupported region format {meta.get('format')} v{meta.get('version')}")
     return GeneratedRegion(p, meta, cache_limit)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from inference.data import eunis
 from inference.indicators import PROBABILITY_STATUSES, STATUS_NAMES, STATUS_NODATA
 from tiles.colormaps import categorical_legend, eunis_color, hex_color
@@ -166,6 +168,16 @@ EMBEDDING_RGB = OutputSpec(
 SPECIES_CODES = "species.codes"  # uint8 [S, rows, cols]: probability x 250
 SPECIES_PRESENT = "species.present"  # bool [S]: in the assemblage of at least one cell
 ASSEMBLAGES = "assemblages"  # AssemblageChunks: the per-cell assemblage store (inference.pipeline.assemblage)
+
+
+def mask_outputs(out: dict, keep: np.ndarray, specs: list[OutputSpec]) -> None:
+    """Set the cells outside ``keep`` ([rows, cols] bool) of every layer of ``out`` that ``specs``
+    describe to that layer's nodata (in place)."""
+    by_id = {s.layer_id: s for s in specs}
+    for key, arr in out.items():
+        spec = by_id.get(key)
+        if spec is not None and isinstance(arr, np.ndarray):
+            arr[..., ~keep] = spec.nodata
 
 
 def files_of(specs: list[OutputSpec]) -> dict[str, list[OutputSpec]]:

@@ -18,6 +18,7 @@ from backend.core.atomic import sweep_temporaries, write_json
 from backend.core.errors import RunError
 from backend.core.paths import MANIFEST, DataLayout
 from backend.core.settings import Settings
+from inference.data.interface import has_truth
 from inference.data.region import load_region
 from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.models import check_cascade_checkpoints
@@ -48,8 +49,8 @@ def load_region_cached(path: str):
 
 def expected_outputs(region, config: dict) -> list[OutputSpec]:
     """The outputs a run over ``region`` writes (the truth layers only where a truth exists)."""
-    has_truth = hasattr(region, "iter_true_probability")
-    return [o for o in _all_outputs(config) if o.kind != TRUE_RICHNESS.kind or has_truth]
+    truth = has_truth(region)
+    return [o for o in _all_outputs(config) if o.kind != TRUE_RICHNESS.kind or truth]
 
 
 def _all_outputs(config: dict) -> list[OutputSpec]:

@@ -13,13 +13,24 @@ import numpy as np
 import torch
 
 from inference.botaclip.embed import metatile_embeddings, pca_rgb
+from inference.data.interface import has_truth, species_for
 from inference.grid import CELL_M, CELLS_PER_METATILE, MetaTile
 from inference.habitat.infer import classify_metatile
 from inference.indicators import SpeciesAttributes, compute_indicators, specialist_mask
 from inference.models import check_cascade_checkpoints
 from inference.models import kind as model_kind
 from inference.pipeline.assemblage import chunk_assemblages
-from inference.pipeline.outputs import ASSEMBLAGES, SPECIES_CODES, SPECIES_PRESENT, TRAIT_TITLES, TRUE_RICHNESS
+from inference.pipeline.outputs import (
+    ASSEMBLAGES,
+    EMBEDDING_RGB,
+    OUTPUTS,
+    SPECIES_CODES,
+    SPECIES_PRESENT,
+    TRAIT_TITLES,
+    TRUE_RICHNESS,
+    habitat_outputs,
+    mask_outputs,
+)
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
 from inference.training import resolve_device
 from inference.traits.maps import cwm, species_log_medians
@@ -102,9 +113,9 @@ def models_for(checkpoints: Mapping[str, Path | None], device: str = "auto",
     return _load_models(files, resolve_device(device), batches)
 
 
-def _check_species(region, models: CascadeModels) -> None:
-    if not np.array_equal(models.species_ids, np.asarray(region.species_ids)):
-        raise ValueError(f"the SDM checkpoint {models.checkpoint} was trained on another species list")
+def _check_species(region, models: CascadeModels) -> list:
+    """The region's species in the SDM's order (the table must cover the SDM's species list)."""
+    return species_for(region, models.species_ids)
 
 
 def run_profile(region, models: CascadeModels, n_cells: int = 2000, seed: int = 0, habitat_step: int = 1) -> RunProfile:
@@ -124,10 +135,11 @@ def run_profile(region, models: CascadeModels, n_cells: int = 2000, seed: int = 
     return RunProfile(models.threshold, tuple(int(i) for i in np.flatnonzero(flags)), n_cells, int(habitat_step))
 
 
-def species_attributes(region, profile: RunProfile) -> SpeciesAttributes:
-    specialist = np.zeros(len(region.species), bool)
+def species_attributes(species: list, profile: RunProfile) -> SpeciesAttributes:
+    """The indicators' species attributes, ``species`` in the SDM's order (:func:`_check_species`)."""
+    specialist = np.zeros(len(species), bool)
     specialist[list(profile.specialists)] = True
-    return SpeciesAttributes.from_species(region.species, specialist)
+    return SpeciesAttributes.from_species(species, specialist)
 
 
 class _Timer:
@@ -166,16 +178,23 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
     SDM alone gives is there (indicators, species layers, assemblages, traits), before Pl@ntBERT and
     BotaCLIP: their files can be written meanwhile (:class:`inference.pipeline.run.OutputWriter`).
 
-    Cells in water are computed from their own inputs (the flora has aquatic habitats), not masked.
+    Cells outside the region's ``land_mask`` (water, when the region masks it, or cells without
+    inputs) have no assemblage and the nodata of every layer; species layers read 0 there.
     """
-    _check_species(region, models)
+    species = _check_species(region, models)
     timer = _Timer(timings, models.sdm.device)
     with timer("sdm"):
         prob = models.sdm.probabilities(region, tile, n_rows)  # [S, 500, 500], calibrated
     rows = prob.shape[1]
+    index = region.input_index(tile) if rows == CELLS_PER_METATILE else None
+    if index is not None:  # cells that take another cell's inputs (water -> nearest land) take its prediction
+        prob = prob.flatten(1)[:, torch.from_numpy(index).to(prob.device)].reshape(prob.shape)
+    keep = np.asarray(region.land_mask(tile), bool)[:rows]
+    if not keep.all():
+        prob[:, torch.from_numpy(~keep).to(prob.device)] = 0
     with timer("indicators"):
         out = {_indicator_layer(k): v.cpu().numpy()
-               for k, v in compute_indicators(prob, species_attributes(region, profile), profile.threshold).items()}
+               for k, v in compute_indicators(prob, species_attributes(species, profile), profile.threshold).items()}
     with timer("species"):
         # Servable species layers: probability codes p x 250 (uint8) of the species that are in the
         # assemblage of at least one cell of the tile; the others are not written at all.
@@ -184,7 +203,7 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
         # the per-cell assemblage store (reports read it): species at or above the threshold
         out[ASSEMBLAGES] = chunk_assemblages(prob, profile.threshold, PROBABILITY_CODE_SCALE)
     with timer("traits"):
-        mean, sd = cwm(prob, species_log_medians(region), profile.threshold)
+        mean, sd = cwm(prob, species_log_medians(region, models.species_ids), profile.threshold)
         for i, name in enumerate(TRAIT_TITLES):
             m, d = np.asarray(mean[i]), np.asarray(sd[i])
             empty = ~np.isfinite(m)
@@ -205,12 +224,18 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
             out["habitat.l3.probability"] = np.where(hm.index >= 0, hm.probability, -1.0).astype(np.float32)
     if models.botaclip is not None:
         with timer("embedding"):
-            rgb = pca_rgb(metatile_embeddings(region, tile, models.botaclip, rows=slice(0, rows)), models.botaclip)
+            emb = metatile_embeddings(region, tile, models.botaclip, rows=slice(0, rows))
+            if index is not None:
+                emb = emb.reshape(emb.shape[0], -1)[:, index].reshape(emb.shape)
+            rgb = pca_rgb(emb, models.botaclip)
             out["embedding.pca"] = np.maximum(rgb, 1)  # 0 is nodata
-    if hasattr(region, "iter_true_probability"):
+    if has_truth(region):
         with timer("truth"):
             truth = np.zeros((rows, CELLS_PER_METATILE), np.float64)
             for _species, p in region.iter_true_probability(tile):
                 truth += p[:, :rows].sum(axis=0, dtype=np.float64)
             out[TRUE_RICHNESS.layer_id] = truth.astype(np.float32)
+    if not keep.all():
+        mask_outputs(out, keep, [*OUTPUTS, EMBEDDING_RGB, *(habitat_outputs(list(models.plantbert.labels))
+                                                        if models.plantbert is not None else [])])
     return out

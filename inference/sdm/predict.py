@@ -23,9 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.windows import Window
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -95,8 +93,9 @@ class MetaTileSDM:
         return nullcontext()
 
     # ---- Sentinel-2: shared feature maps
-    def s2_features(self, s2_path, tile: MetaTile, n: int = CELLS_PER_METATILE, n_rows: int | None = None) -> torch.Tensor:
-        """Pooled S2 features of every cell [rows, n, C] (row 0 = north), strip by strip.
+    def s2_features(self, region, tile: MetaTile, n: int = CELLS_PER_METATILE, n_rows: int | None = None) -> torch.Tensor:
+        """Pooled S2 features of every cell [rows, n, C] (row 0 = north), strip by strip, from the
+        region's 10 m pixels (:meth:`inference.data.interface.MapRegion.s2_window`).
 
         ``n_rows`` limits the computation to the first rows (benchmarks)."""
         enc = self.model.encoders["s2"]
@@ -104,32 +103,28 @@ class MetaTileSDM:
         step = CELL_M // S2_RES  # 5 S2 pixels per cell
         halo = 8  # > receptive field of the convolutions, and a multiple of 4 to keep pooling phases
         out = []
-        with rasterio.open(s2_path) as src:
-            t = src.transform
-            # Pixel containing the centre of cell (0, 0), then its patch's top-left (as extract_s2 does).
-            c_centre = int(np.floor((tile.x0 + CELL_M / 2 - t.c) / t.a))
-            r_centre = int(np.floor((tile.bounds[3] - CELL_M / 2 - t.f) / t.e))
-            row0, col0 = r_centre - P // 2, c_centre - P // 2
-            width = step * (n - 1) + P
-            last = n if n_rows is None else min(n, n_rows)
-            strips = [(a, min(last, a + self.strip_rows)) for a in range(0, last, self.strip_rows)]
+        # The pixel containing the centre of cell (0, 0) has its top-left corner at (x0 + 20, top - 30);
+        # its patch's top-left pixel is P // 2 pixels up and left (as extract_s2 does).
+        left = tile.x0 + CELL_M / 2 - S2_RES / 2 - (P // 2) * S2_RES
+        top = tile.bounds[3] - CELL_M / 2 + S2_RES / 2 + (P // 2) * S2_RES
+        width = step * (n - 1) + P
+        last = n if n_rows is None else min(n, n_rows)
+        strips = [(a, min(last, a + self.strip_rows)) for a in range(0, last, self.strip_rows)]
 
-            def read(a: int, b: int) -> np.ndarray:
-                top = row0 + step * a - halo
-                height = step * (b - 1 - a) + P + 2 * halo
-                win = Window(col0 - halo, top, width + 2 * halo, height)
-                return src.read(window=win, boundless=True, fill_value=0)
+        def read(a: int, b: int) -> np.ndarray:
+            height = step * (b - 1 - a) + P + 2 * halo
+            return region.s2_window(left - halo * S2_RES, top - (step * a - halo) * S2_RES, width + 2 * halo, height)
 
-            # The next strip is read (GDAL releases the GIL) while this one is computed; one read
-            # at a time, so the dataset handle is never used by two threads at once.
-            with ThreadPoolExecutor(max_workers=1) as reader:
-                pending = reader.submit(read, *strips[0])
-                for i, (a, b) in enumerate(strips):
-                    img = pending.result()
-                    if i + 1 < len(strips):
-                        pending = reader.submit(read, *strips[i + 1])
-                    x = self.norm.apply("s2", img[None]).to(self.device)
-                    out.append(self._strip_features(enc, x, b - a, n, step, halo))
+        # The next strip is read (GDAL releases the GIL) while this one is computed; one read at a
+        # time, so a dataset handle is never used by two threads at once.
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            pending = reader.submit(read, *strips[0])
+            for i, (a, b) in enumerate(strips):
+                img = pending.result()
+                if i + 1 < len(strips):
+                    pending = reader.submit(read, *strips[i + 1])
+                x = self.norm.apply("s2", img[None]).to(self.device)
+                out.append(self._strip_features(enc, x, b - a, n, step, halo))
         return torch.cat(out, dim=0)
 
     @torch.no_grad()
@@ -173,13 +168,10 @@ class MetaTileSDM:
             parts.append(f @ self.head_parts[name].T)
         return torch.cat(parts)
 
-    def _cube_logits(self, name: str, raster_path, extract, xs: np.ndarray, ys: np.ndarray) -> torch.Tensor:
-        """Partial logits [cells, S] of one cube modality, computed per distinct pixel of its raster."""
-        with rasterio.open(raster_path) as src:
-            t = src.transform
-        col = np.floor((xs - t.c) / t.a).astype(np.int64)
-        row = np.floor((ys - t.f) / t.e).astype(np.int64)
-        key = row * 1_000_003 + col
+    def _cube_logits(self, name: str, region, extract, xs: np.ndarray, ys: np.ndarray) -> torch.Tensor:
+        """Partial logits [cells, S] of one cube modality, computed once per distinct cube
+        (:meth:`inference.data.interface.MapRegion.cube_keys`)."""
+        key = region.cube_keys(name, xs, ys)
         uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         cubes = extract(xs[first], ys[first])
         logits = self._unique_logits(name, cubes)
@@ -196,13 +188,12 @@ class MetaTileSDM:
         xs, ys = x[:rows].ravel(), y[:rows].ravel()
         total = self.bias.to(self.device).expand(rows * n, -1).clone()
         if "s2" in self.model.encoders:
-            f = self.s2_features(region.s2_path, tile, n_rows=rows).reshape(rows * n, -1)
+            f = self.s2_features(region, tile, n_rows=rows).reshape(rows * n, -1)
             total += f @ self.head_parts["s2"].T
         if "climate" in self.model.encoders:
-            total += self._cube_logits("climate", next(iter(region.climate_paths.values())),
-                                       region.extract_climate, xs, ys)
+            total += self._cube_logits("climate", region, region.extract_climate, xs, ys)
         if "landsat" in self.model.encoders:
-            total += self._cube_logits("landsat", region.landsat_path, region.extract_landsat, xs, ys)
+            total += self._cube_logits("landsat", region, region.extract_landsat, xs, ys)
         return total
 
     def probabilities(self, region, tile: MetaTile, n_rows: int | None = None) -> torch.Tensor:

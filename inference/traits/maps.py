@@ -12,8 +12,18 @@ probabilities p_s and species log-trait means mu_s (the log medians of TRY-like 
   mean)^2) / sum w_s), the sd of the community's mixture distribution;
 * a cell whose assemblage is empty (sum w_s = 0) is NaN in both.
 
-The sums are taken chunk by chunk over species with one matrix product per chunk ([s, 2T+1]^T x
-[s, cells]) into float64 accumulators, centred on the mean of the species means so that the
+Gaps: real trait tables lack some species' values (NaN in ``log_trait_means``; infinite values
+are an error). Each trait is masked on its own: for trait t the sums run over the assemblage
+species that have a value for t (the weights renormalised over them), and the **coverage** of t,
+sum over those species of w_s / sum over the whole assemblage of w_s, says what share of the
+assemblage's probability weight the mean rests on (``cwm(..., return_coverage=True)``,
+``CWMAccumulator.result(return_coverage=True)``; NaN where the assemblage is empty). Where no
+species of the assemblage has a value for t the mean and sd of t are NaN (the cascade writes
+nodata). A NaN in ``log_trait_sds`` where the mean is known adds no intraspecific variance for
+that species. Traits without gaps cost nothing extra.
+
+The sums are taken chunk by chunk over species with one matrix product per chunk ([s, 1+G+2T]^T x
+[s, cells], G the traits with gaps) into float64 accumulators, centred on the mean of the species means so that the
 variance does not cancel; nothing larger than one chunk of probabilities is ever materialised, so a
 meta-tile (250,000 cells) with 10,000 species streams through :class:`CWMAccumulator` from
 ``GeneratedRegion.iter_true_probability`` or an SDM.
@@ -41,7 +51,8 @@ class CWMAccumulator:
 
     ``add(species, prob)`` with ``species`` a slice / index array into the rows of
     ``log_trait_means`` and ``prob`` [s, *shape]; ``result()`` -> (mean [T, *shape], sd [T, *shape])
-    as float32 numpy (NaN where the assemblage is empty).
+    as float32 numpy (NaN where the assemblage, or its part with a value for the trait, is empty);
+    ``result(return_coverage=True)`` adds the coverage [T, *shape] (see the module docstring).
     """
 
     TILE_SPECIES = 64
@@ -53,18 +64,24 @@ class CWMAccumulator:
                              else log_trait_means.double(), device=device)
         if mu.ndim != 2:
             raise ValueError(f"log_trait_means must be [species, traits], got shape {tuple(mu.shape)}")
-        if not torch.isfinite(mu).all():
-            raise ValueError("log_trait_means has NaN or infinite values")
-        self.centre = mu.mean(0)
-        d = mu - self.centre
+        if torch.isinf(mu).any():
+            raise ValueError("log_trait_means has infinite values (a median of 0?); NaN marks a missing value")
+        has = ~torch.isnan(mu)                                   # [S, T] species with a value
+        n_has = has.sum(0)
+        self.centre = torch.where(n_has > 0, torch.where(has, mu, 0.0).sum(0) / n_has.clamp_min(1), 0.0)
+        d = torch.where(has, mu - self.centre, 0.0)
         second = d ** 2
         if log_trait_sds is not None:
             sd = torch.as_tensor(np.asarray(log_trait_sds, np.float64), device=device)
             if sd.shape != mu.shape:
                 raise ValueError(f"log_trait_sds shape {tuple(sd.shape)} != log_trait_means shape {tuple(mu.shape)}")
-            second = second + sd ** 2
+            if torch.isinf(sd).any():
+                raise ValueError("log_trait_sds has infinite values")
+            second = second + torch.where(has & ~torch.isnan(sd), sd, 0.0) ** 2
         ones = torch.ones(mu.shape[0], 1, dtype=mu.dtype, device=device)
-        self.design = torch.cat([ones, d, second], 1).float()  # [S, 1 + 2T]
+        # traits with gaps get a column of their own: the weight of the species that have a value
+        self.gappy = torch.nonzero(~has.all(0)).flatten().cpu()
+        self.design = torch.cat([ones, has[:, self.gappy].to(mu.dtype), d, second], 1).float()  # [S, 1 + G + 2T]
         self.n_species, self.n_traits = mu.shape
         self.shape = tuple(shape)
         self.threshold = threshold
@@ -72,7 +89,7 @@ class CWMAccumulator:
             self._t_below = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
         self.device = torch.device(device)
         n = int(np.prod(self.shape))
-        self.sums = torch.zeros(1 + 2 * self.n_traits, n, dtype=torch.float64, device=device)
+        self.sums = torch.zeros(self.design.shape[1], n, dtype=torch.float64, device=device)
         self.seen = 0
 
     def add(self, species, prob) -> None:
@@ -97,36 +114,62 @@ class CWMAccumulator:
                 self.sums[:, c0:c0 + self.TILE_CELLS] += (r @ pc).double()
         self.seen += rows.shape[0]
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        T = self.n_traits
+    def result(self, return_coverage: bool = False):
+        """(mean, sd) [T, *shape] float32 numpy, or (mean, sd, coverage) with ``return_coverage``."""
+        T, G = self.n_traits, len(self.gappy)
         w = self.sums[0]
-        empty = w <= 0
-        wsafe = torch.where(empty, torch.ones_like(w), w)
-        m1 = self.sums[1:1 + T] / wsafe
-        m2 = self.sums[1 + T:] / wsafe
+        wt = w[None].repeat(T, 1)                                # per trait: weight of species with a value
+        if G:
+            wt[self.gappy.to(w.device)] = self.sums[1:1 + G]
+        empty = wt <= 0
+        wsafe = torch.where(empty, torch.ones_like(wt), wt)
+        m1 = self.sums[1 + G:1 + G + T] / wsafe
+        m2 = self.sums[1 + G + T:] / wsafe
         var = (m2 - m1 ** 2).clamp_min(0.0)
         mean = m1 + self.centre[:, None]
         nan = torch.tensor(float("nan"), dtype=mean.dtype, device=mean.device)
-        mean = torch.where(empty[None], nan, mean)
-        sd = torch.where(empty[None], nan, var.sqrt())
-        return (mean.float().cpu().numpy().reshape(T, *self.shape),
-                sd.float().cpu().numpy().reshape(T, *self.shape))
+        mean = torch.where(empty, nan, mean)
+        sd = torch.where(empty, nan, var.sqrt())
+        out = (mean.float().cpu().numpy().reshape(T, *self.shape),
+               sd.float().cpu().numpy().reshape(T, *self.shape))
+        if not return_coverage:
+            return out
+        coverage = torch.where(w[None] > 0, (wt / torch.where(w > 0, w, 1.0)[None]).clamp(0.0, 1.0), nan)
+        return (*out, coverage.float().cpu().numpy().reshape(T, *self.shape))
 
 
 def species_log_medians(region, species_ids=None) -> np.ndarray:
-    """[S, 4] log medians of the region's species table (TRY-like summaries), in ``species_ids`` order."""
+    """[S, 4] log medians of the region's species table (TRY-like summaries), in ``species_ids`` order.
+
+    NaN where a species has no median for a trait (a real trait table has gaps; :func:`cwm` masks
+    them trait by trait). An id the table lacks is a KeyError naming the ids; a median <= 0 a
+    ValueError.
+    """
     table = {sp.id: sp for sp in region.species}
     ids = [sp.id for sp in region.species] if species_ids is None else [int(s) for s in species_ids]
-    return np.log(np.array([[table[s].traits[t].median for t in TRAITS] for s in ids], np.float64))
+    missing = [s for s in ids if s not in table]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
+        raise KeyError(f"species ids not in the region's species table: {shown}")
+    nan = float("nan")
+    med = np.array([[getattr(table[s].traits.get(t), "median", nan) for t in TRAITS] for s in ids], np.float64)
+    bad = med <= 0
+    if bad.any():
+        s, t = np.argwhere(bad)[0]
+        raise ValueError(f"species {ids[s]}: {TRAITS[t]} median {med[s, t]} is not > 0")
+    return np.log(med.reshape(len(ids), len(TRAITS)))
 
 
-def cwm(prob, log_trait_means, threshold: float | None = None, log_trait_sds=None, chunk: int = 256):
+def cwm(prob, log_trait_means, threshold: float | None = None, log_trait_sds=None, chunk: int = 256,
+        return_coverage: bool = False):
     """Community-weighted mean and sd of log traits (see the module docstring).
 
     ``prob``: species probabilities [S, H, W] (or [S, N]), numpy or torch; ``log_trait_means``:
-    [S, T]. Returns ``(mean [T, H, W], sd [T, H, W])``, NaN where the assemblage is empty; torch
-    tensors when ``prob`` is a tensor, numpy arrays otherwise. Works in chunks of ``chunk``
-    species (one matrix product each), on ``prob``'s device.
+    [S, T], NaN for a missing value. Returns ``(mean [T, H, W], sd [T, H, W])``, NaN where the
+    assemblage (its species with a value for the trait) is empty, and with ``return_coverage`` a
+    third array [T, H, W]: the share of the assemblage's probability weight carried by species
+    with a value for the trait. Torch tensors when ``prob`` is a tensor, numpy arrays otherwise.
+    Works in chunks of ``chunk`` species (one matrix product each), on ``prob``'s device.
     """
     is_torch = torch.is_tensor(prob)
     S = prob.shape[0]
@@ -138,10 +181,10 @@ def cwm(prob, log_trait_means, threshold: float | None = None, log_trait_sds=Non
     for s0 in range(0, S, chunk):
         sl = slice(s0, min(S, s0 + chunk))
         acc.add(sl, prob[sl])
-    mean, sd = acc.result()
+    out = acc.result(return_coverage)
     if is_torch:
-        return torch.from_numpy(mean), torch.from_numpy(sd)
-    return mean, sd
+        return tuple(torch.from_numpy(a) for a in out)
+    return out
 
 
 @dataclass
