@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -59,8 +60,11 @@ def real(tmp_path_factory, tiny_region, tiny_sdm, tiny_plantbert, tiny_botaclip)
             "--endemic", sp / "endemic.csv", "--traits", sp / "traits.csv")
         run("region", "create", "tinyreal", "--bbox", "4200000,2800000,4225000,2825000",
             "--sources", exported / "sources.yaml")
-        run("compute", "--region", "tinyreal", "--sdm", tiny_sdm, "--plantbert", tiny_plantbert,
-            "--botaclip", tiny_botaclip)
+        # a named model set (data/models/<set>/), with Pl@ntBERT given by path
+        (data / "models" / "tiny-set").mkdir(parents=True)
+        shutil.copyfile(tiny_sdm, data / "models" / "tiny-set" / "sdm.pt")
+        shutil.copyfile(tiny_botaclip, data / "models" / "tiny-set" / "botaclip.pt")
+        run("compute", "--region", "tinyreal", "--models", "tiny-set", "--plantbert", tiny_plantbert)
         settings = get_settings()
     finally:
         for k, v in old.items():
@@ -93,6 +97,20 @@ def test_the_imported_species_table_is_the_one_the_export_wrote(real):
 def test_region_create_reports_full_coverage(real):
     out = real[2]["region"]
     assert f"{TILE.id}: 100.0% of cells have every input" in out
+
+
+def test_the_run_used_the_named_model_set_and_the_given_plantbert(real, tiny_plantbert):
+    from sqlalchemy import select
+
+    from backend.db.engine import make_engine, make_sessionmaker
+    from backend.db.models import Run
+
+    settings = real[0]
+    with make_sessionmaker(make_engine(settings.db_url))() as session:
+        (run,) = session.scalars(select(Run)).all()
+    ck = run.config["checkpoints"]
+    assert ck["sdm"].endswith("models/tiny-set/sdm.pt") and ck["botaclip"].endswith("models/tiny-set/botaclip.pt")
+    assert ck["plantbert"] == str(tiny_plantbert.resolve())
 
 
 def test_maps_of_the_raster_region_reproduce_the_generated_run(real, computed):

@@ -23,16 +23,22 @@ from inference.models import default_checkpoints
               help="Pl@ntBERT checkpoint (default: data/models/<region>/plantbert.pt when it exists).")
 @click.option("--botaclip", "botaclip_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="BotaCLIP checkpoint (default: data/models/<region>/botaclip.pt when it exists).")
+@click.option("--models", "model_set", default=None,
+              help="A named model set: the models under data/models/<SET>/ (default: the region's own). "
+                   "--sdm, --plantbert and --botaclip override single models.")
 @click.option("--executor", type=click.Choice(["local", "celery"]), default="local",
               help="local: compute in this process; celery: send meta-tiles to the workers.")
-def compute(region, sdm_path, plantbert_path, botaclip_path, executor) -> None:
+def compute(region, sdm_path, plantbert_path, botaclip_path, model_set, executor) -> None:
     """Compute every layer of a region as a new run and make it live."""
     from backend.jobs.runs import run_local  # torch: only for this command
 
     settings = get_settings()
     name = region.name
     path = region.require()
-    checkpoints = {**default_checkpoints(settings.layout, name), "sdm": region.checkpoint("sdm", sdm_path)}
+    model_set = model_set or name
+    if sdm_path is None and model_set != name:
+        sdm_path = settings.layout.checkpoint(model_set, "sdm")
+    checkpoints = {**default_checkpoints(settings.layout, model_set), "sdm": region.checkpoint("sdm", sdm_path)}
     for kind, given in (("plantbert", plantbert_path), ("botaclip", botaclip_path)):
         if given is not None:
             checkpoints[kind] = region.checkpoint(kind, given)

@@ -115,8 +115,32 @@ def _nice_max(value: float) -> float:
     return math.ceil(value / magnitude * 2) / 2 * magnitude
 
 
-def _layer_rows(settings: Settings, run_id: str, mosaics: list[cascade.Mosaic]) -> list[Layer]:
-    """One catalog layer per band of each output mosaic, with its legend."""
+def trait_coverage(settings: Settings, run_id: str, tile_ids: list[str]) -> dict[str, float]:
+    """Per trait, the mean over the run's meta-tiles of the share of the assemblage's weight whose
+    species have a value of the trait (1.0 with a complete trait table)."""
+    per_trait: dict[str, list[float]] = {}
+    for tile in tile_ids:
+        manifest = cascade.read_manifest(settings.layout, run_id, tile) or {}
+        for trait, value in (manifest.get("trait_coverage") or {}).items():
+            if value is not None:
+                per_trait.setdefault(trait, []).append(float(value))
+    return {trait: sum(v) / len(v) for trait, v in per_trait.items()}
+
+
+def _description(spec, coverage: dict[str, float]) -> str:
+    by_lower = {k.lower(): v for k, v in coverage.items()}
+    share = by_lower.get(spec.layer_id.removeprefix("trait.").split(".")[0]) if spec.kind.startswith("trait") else None
+    if share is None or share >= 0.9995:
+        return spec.description
+    return (f"{spec.description} Species with a known value carry {share:.1%} of the assemblage's weight (mean "
+            f"over the run's cells): the others are left out of the mean.")
+
+
+def _layer_rows(settings: Settings, run_id: str, mosaics: list[cascade.Mosaic],
+                coverage: dict[str, float] | None = None) -> list[Layer]:
+    """One catalog layer per band of each output mosaic, with its legend (trait layers say how much
+    of the assemblage their species' known values cover)."""
+    coverage = coverage or {}
     rows = []
     for mosaic in mosaics:
         for spec in mosaic.specs:
@@ -126,7 +150,8 @@ def _layer_rows(settings: Settings, run_id: str, mosaics: list[cascade.Mosaic]) 
                 vmin, vmax = 0.0, _nice_max(mosaic.p99[spec.band])
             categorical = spec.legend is not None
             rows.append(Layer(
-                run_id=run_id, id=spec.layer_id, kind=spec.kind, title=spec.title, description=spec.description,
+                run_id=run_id, id=spec.layer_id, kind=spec.kind, title=spec.title,
+                description=_description(spec, coverage),
                 units=spec.units, path=settings.layout.relative(mosaic.path), band=spec.band, colormap=spec.colormap,
                 rescale_min=None if categorical else vmin, rescale_max=None if categorical else vmax,
                 legend=spec.legend if categorical else continuous_legend(spec.colormap or "viridis", vmin, vmax,
@@ -207,7 +232,7 @@ def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: st
     species = cascade.build_species_mosaics(settings.layout, run_id, tile_ids)
     with sessions.begin() as session:  # the run is not complete yet: no client sees these rows
         session.execute(delete(Layer).where(Layer.run_id == run_id))  # a finaliser that died half-way
-        session.add_all(_layer_rows(settings, run_id, mosaics))
+        session.add_all(_layer_rows(settings, run_id, mosaics, trait_coverage(settings, run_id, tile_ids)))
         rows = _species_layer_rows(settings, run_id, species, region, float(config["profile"]["threshold"]))
         if rows:
             session.execute(Layer.__table__.insert(), rows)  # one bulk insert (a run registers thousands)

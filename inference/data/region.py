@@ -237,11 +237,21 @@ def _write_species(out: Path, sp: dict, b0: np.ndarray, W: np.ndarray) -> None:
 class _Raster:
     """A raster read for point extraction: cached whole as [rows, cols, bands] when small enough."""
 
-    def __init__(self, path: Path, cache_limit: int):
+    def __init__(self, path: Path, cache_limit: int, res: float | None = None):
         self.path = path
         with rasterio.open(path) as ds:
             self.transform, self.shape, self.count = ds.transform, (ds.height, ds.width), ds.count
             self.dtype = np.dtype(ds.dtypes[0])
+            crs = ds.crs
+        # read by transform only: refuse a raster that is not on the EPSG:3035 grid it claims
+        if crs is None or crs.to_epsg() != 3035:
+            raise RegionError(f"{path}: expected an EPSG:3035 raster, found {crs or 'no CRS'} "
+                              f"(a generated region's rasters are in EPSG:3035; for other CRS create a raster "
+                              f"region with `geoflora region create`)")
+        if self.transform.b or self.transform.d or self.transform.a != -self.transform.e:
+            raise RegionError(f"{path}: expected a north-up raster with square pixels, found {tuple(self.transform)[:6]}")
+        if res is not None and abs(self.transform.a - res) > 1e-6:
+            raise RegionError(f"{path}: expected {res:g} m pixels, found {self.transform.a:g} m")
         self._cache_ok = self.shape[0] * self.shape[1] * self.count * self.dtype.itemsize <= cache_limit
         self._arr: np.ndarray | None = None
 
@@ -402,7 +412,8 @@ class GeneratedRegion(TruthLayers):
     # ---- model inputs
     def _raster(self, key: str) -> _Raster:
         if key not in self._rasters:
-            self._rasters[key] = _Raster(self.file(key), self._cache_limit)
+            res = self.meta.get("resolution_m", {}).get(key.split("_")[0] if key.startswith("climate") else key)
+            self._rasters[key] = _Raster(self.file(key), self._cache_limit, res)
         return self._rasters[key]
 
     def extract_climate(self, x, y) -> np.ndarray:
@@ -436,6 +447,7 @@ class GeneratedRegion(TruthLayers):
         return None
 
     def s2_window(self, left: float, top: float, width: int, height: int) -> np.ndarray:
+        self._raster("s2")  # checks the CRS and the 10 m pixels once
         with rasterio.open(self.s2_path) as src:
             t = src.transform
             col0 = int(round((left - t.c) / t.a))

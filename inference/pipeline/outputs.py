@@ -167,6 +167,7 @@ EMBEDDING_RGB = OutputSpec(
 # assemblage of some cell are written), so the run writes them from these two arrays.
 SPECIES_CODES = "species.codes"  # uint8 [S, rows, cols]: probability x 250
 SPECIES_PRESENT = "species.present"  # bool [S]: in the assemblage of at least one cell
+TRAIT_COVERAGE = "trait.coverage"  # {trait: mean share of the assemblage weight with a known value}
 ASSEMBLAGES = "assemblages"  # AssemblageChunks: the per-cell assemblage store (inference.pipeline.assemblage)
 
 

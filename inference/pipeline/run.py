@@ -15,10 +15,11 @@ import numpy as np
 import rasterio
 
 from backend.core.atomic import sweep_temporaries, write_json
-from backend.core.errors import RunError
+from backend.core.errors import GeoFloraError, RegionError, RunError
 from backend.core.paths import MANIFEST, DataLayout
 from backend.core.settings import Settings
-from inference.data.interface import has_truth
+from inference.data import eunis
+from inference.data.interface import has_truth, species_for
 from inference.data.region import load_region
 from inference.grid import CELLS_PER_METATILE, MetaTile
 from inference.models import check_cascade_checkpoints
@@ -30,6 +31,7 @@ from inference.pipeline.outputs import (
     OUTPUTS,
     SPECIES_CODES,
     SPECIES_PRESENT,
+    TRAIT_COVERAGE,
     TRUE_RICHNESS,
     OutputSpec,
     files_of,
@@ -74,6 +76,33 @@ def run_checkpoints(config: dict) -> dict[str, Path]:
     return {kind: Path(p) for kind, p in config["checkpoints"].items()}
 
 
+def _known_habitat(code: str) -> bool:
+    try:
+        eunis.habitat(code)
+    except (KeyError, ValueError, GeoFloraError):
+        return False
+    return True
+
+
+def check_models(region, models) -> None:
+    """A run's models fit its region: the species table covers the SDM's species, Pl@ntBERT knows
+    some of them and its labels are EUNIS codes (a :class:`RunError` naming what does not fit)."""
+    try:
+        species_for(region, models.species_ids)
+    except RegionError as exc:
+        raise RunError(f"the SDM {models.checkpoint} does not fit region {region.name!r}: {exc.message}") from exc
+    pb = models.plantbert
+    if pb is not None:
+        known = set(int(s) for s in pb.vocab.species_ids) & set(int(s) for s in models.species_ids)
+        if not known:
+            raise RunError(f"Pl@ntBERT knows none of the SDM's {len(models.species_ids)} species: it was trained "
+                           f"for another species list")
+        unknown = [c for c in pb.labels if not _known_habitat(c)]
+        if unknown:
+            raise RunError(f"Pl@ntBERT's labels {unknown[:10]} are not in the EUNIS habitat table: load the region's "
+                           f"EUNIS list (sources file 'habitats')")
+
+
 def plan_run(region_path: Path, checkpoints: Mapping[str, Path | None], device: str = "auto",
              habitat_step: int = 1) -> tuple[dict, list[MetaTile]]:
     """A run's configuration over the region at ``region_path``, and its meta-tiles.
@@ -90,6 +119,7 @@ def plan_run(region_path: Path, checkpoints: Mapping[str, Path | None], device: 
     except (ValueError, FileNotFoundError) as exc:
         raise RunError(str(exc)) from exc
     models = models_for(checked, device)
+    check_models(region, models)
     profile = run_profile(region, models, habitat_step=habitat_step)
     config = {
         "region_path": str(region_path.resolve()),
@@ -211,7 +241,8 @@ class OutputWriter:
             self.close()
         manifest = {"tile": self.tile.id, "run": self.run_id,
                     "files": {name: p.stat().st_size for name, p in paths.items()},
-                    "species": self.written_species, "cells": CELLS_PER_METATILE * CELLS_PER_METATILE}
+                    "species": self.written_species, "cells": CELLS_PER_METATILE * CELLS_PER_METATILE,
+                    "trait_coverage": arrays.get(TRAIT_COVERAGE)}
         write_json(self.folder / MANIFEST, manifest)
         return manifest
 

@@ -26,6 +26,7 @@ from inference.pipeline.outputs import (
     OUTPUTS,
     SPECIES_CODES,
     SPECIES_PRESENT,
+    TRAIT_COVERAGE,
     TRAIT_TITLES,
     TRUE_RICHNESS,
     habitat_outputs,
@@ -158,6 +159,11 @@ class _Timer:
             self.sink[stage] = self.sink.get(stage, 0.0) + time.perf_counter() - t0
 
 
+def _mean_finite(a: np.ndarray) -> float | None:
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if a.size else None
+
+
 def _indicator_layer(key: str) -> str:
     name, _, part = key.rpartition(".")
     if key == "status.most":
@@ -203,7 +209,10 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
         # the per-cell assemblage store (reports read it): species at or above the threshold
         out[ASSEMBLAGES] = chunk_assemblages(prob, profile.threshold, PROBABILITY_CODE_SCALE)
     with timer("traits"):
-        mean, sd = cwm(prob, species_log_medians(region, models.species_ids), profile.threshold)
+        mean, sd, coverage = cwm(prob, species_log_medians(region, models.species_ids), profile.threshold,
+                                 return_coverage=True)
+        # the share of the assemblage's weight whose species have a value (a real trait table has gaps)
+        out[TRAIT_COVERAGE] = {name: _mean_finite(np.asarray(coverage[i])) for i, name in enumerate(TRAIT_TITLES)}
         for i, name in enumerate(TRAIT_TITLES):
             m, d = np.asarray(mean[i]), np.asarray(sd[i])
             empty = ~np.isfinite(m)
