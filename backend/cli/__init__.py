@@ -7,9 +7,10 @@
 - :mod:`~backend.cli.serve`: ``serve``, ``seed``
 - :mod:`~backend.cli.species`: ``species import``
 - :mod:`~backend.cli.region`: ``region create``
+- :mod:`~backend.cli.models`: ``models import-geoplant|import-plantbert``
 """
 
-from backend.cli import data, evaluate, region, runs, serve, species, train  # noqa: F401 - each module registers its commands
+from backend.cli import data, evaluate, models, region, runs, serve, species, train  # noqa: F401 - each module registers its commands
 from backend.cli.base import main
 
 __all__ = ["main"]

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from backend.core.paths import DataLayout
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: the settings naming pretrained weights; relative values resolve against ``pretrained_dir``
+PRETRAINED_PATH_FIELDS = ("dinov2_path", "depth_anything_path", "climplicit_path", "eo_encoder_path")
 
 
 class Settings(BaseSettings):
@@ -77,25 +79,31 @@ class Settings(BaseSettings):
         -0.1, description="Sentinel-2 of a raster region: the offset of that rule (L2A processing baseline "
                           "04.00 and later: -0.1, i.e. -1,000 DN; earlier products: 0).")
     pretrained_dir: Path | None = Field(
-        None, description="Local folder of pretrained weights (DINOv2, Depth-Anything...); never a hub download."
+        None, description="Local folder of pretrained weights (DINOv2, Depth-Anything...), never a hub download: "
+        "the base of every pretrained path setting (GEOFLORA_DINOV2_PATH, GEOFLORA_DEPTH_ANYTHING_PATH, "
+        "GEOFLORA_CLIMPLICIT_PATH, GEOFLORA_EO_ENCODER_PATH), whose relative paths resolve against it (absolute "
+        "ones stay as given). Itself relative: to the working directory.",
     )
     # PlantTraitNet (inference/traits)
     dinov2_path: Path | None = Field(
         None, description="Local DINOv2 ViT-B/14 folder (transformers save_pretrained) for PlantTraitNet's image "
-        "encoder; unset: a small randomly initialised ViT.",
+        "encoder; unset: a small randomly initialised ViT. Relative: under GEOFLORA_PRETRAINED_DIR.",
     )
     depth_anything_path: Path | None = Field(
-        None, description="Local Depth-Anything-V2 folder (DepthAnythingForDepthEstimation) for the depth encoder.",
+        None, description="Local Depth-Anything-V2 folder (DepthAnythingForDepthEstimation) for the depth encoder. "
+        "Relative: under GEOFLORA_PRETRAINED_DIR.",
     )
     climplicit_path: Path | None = Field(
-        None, description="Local state dict of the geo encoder's SIREN (Climplicit-style); unset: trained from scratch.",
+        None, description="Local state dict of the geo encoder's SIREN (Climplicit-style); unset: trained from scratch. "
+        "Relative: under GEOFLORA_PRETRAINED_DIR.",
     )
     trait_grid_m: float = Field(5000.0, gt=0, description="Cell size of the photo-based trait maps, metres.")
     trait_min_photos: int = Field(20, ge=1, description="Fewest photo predictions for a trait-map grid cell.")
     eo_encoder_path: Path | None = Field(
         None,
         description="BotaCLIP's frozen Earth-observation encoder: a local transformers folder (DINOv2 / ViT), "
-        "a GeoFlora eo-encoder .pt or a TorchScript file. Unset: the small demo CNN (self-supervised here).",
+        "a GeoFlora eo-encoder .pt or a TorchScript file. Unset: the small demo CNN (self-supervised here). "
+        "Relative: under GEOFLORA_PRETRAINED_DIR.",
     )
     botaclip_reg_weight: float = Field(
         1.0, ge=0, description="BotaCLIP: weight of the regulariser keeping adapted embeddings near the frozen ones."
@@ -142,6 +150,21 @@ class Settings(BaseSettings):
     def _production_needs_token(self) -> Settings:
         if self.environment == "production" and self.admin_token is None:
             raise ValueError("GEOFLORA_ADMIN_TOKEN must be set when GEOFLORA_ENVIRONMENT=production")
+        return self
+
+    @model_validator(mode="after")
+    def _pretrained_paths_under_pretrained_dir(self) -> Settings:
+        """Relative pretrained paths resolve against ``pretrained_dir`` (made absolute once, so that
+        settings built again from these values resolve to the same files)."""
+        if self.pretrained_dir is None:
+            return self
+        base = self.pretrained_dir.expanduser().absolute()
+        self.pretrained_dir = base
+        for name in PRETRAINED_PATH_FIELDS:
+            p = getattr(self, name)
+            if p is not None:
+                p = p.expanduser()
+                setattr(self, name, p if p.is_absolute() else base / p)
         return self
 
     # Derived values: computed, never stored twice.

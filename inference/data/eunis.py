@@ -4,12 +4,35 @@ Codes and names of groups N, Q, R, S, T, U and V are those of the EUNIS 2021 ter
 (EEA, EUNIS-ESy 2021-06-01). The 2021 revision did not cover inland surface waters and constructed
 habitats, so those (C, J) keep their EUNIS 2012 codes and names, flagged ``revision=2012``; their
 level-3 codes carry a dot (``C1.3``). Levels follow the code hierarchy: ``R22 -> R2 -> R``.
+
+**The habitat table.** :func:`habitat`, :func:`at_level`, :func:`ancestors`, :func:`children`
+and :func:`all_types` answer from one process-wide :class:`HabitatTable` (:func:`table`): the
+built-in list above, plus every EUNIS list file loaded with :func:`load_list` (the real EUNIS
+2021 list, ``Code,Name``, read by :func:`read_eunis_codes`; a raster region loads its sources'
+``habitats:`` file). Loading is idempotent (a file already loaded, unchanged, is not read again)
+and only adds: a loaded list's names win over the built-in ones where both have a code, its
+other codes join the table with their level and parent from the code (:func:`code_level`,
+:func:`code_parent`), and an ancestor the file does not list (the real list has ``MA2`` but
+neither ``MA`` nor ``M``) is added with a placeholder name saying so, so that every code's
+hierarchy is closed. A code no loaded list knows raises :class:`UnknownHabitatCode` (a
+:class:`~backend.core.errors.NotFound` and a ``KeyError``) naming the code and the lists loaded.
+:data:`HABITAT_TYPES` stays the built-in list (the generated region's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import csv
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+from backend.core.errors import DataFormatError, NotFound
+from backend.core.errors import Found as _D
+
+BUILTIN = "built-in"
 
 
 @dataclass(frozen=True)
@@ -17,8 +40,20 @@ class HabitatType:
     code: str
     name: str
     level: int
-    parent: str | None
+    parent: str | None  # the code one level up (``MA`` for ``MA2``, whether a list has it or not)
     revision: int = 2021
+    source: str = BUILTIN  # the list it comes from: "built-in" or a loaded file's name
+
+
+# What read_eunis_codes returns (the readers' name for it).
+EunisHabitat = HabitatType
+
+
+class UnknownHabitatCode(NotFound, KeyError):
+    """A EUNIS code no loaded list knows (a ``KeyError`` too, as the lookup always raised)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
 
 
 # (code, name). Level and parent are derived from the code, see _derive.
@@ -149,26 +184,205 @@ def code_ancestors(code: str) -> list[str]:
     return out
 
 
-def _build() -> dict[str, HabitatType]:
-    table: dict[str, HabitatType] = {}
-    for revision, types in ((2021, _TYPES_2021), (2012, _TYPES_2012)):
-        for code, name in types:
-            table[code] = HabitatType(code, name, code_level(code), code_parent(code), revision)
-    for h in table.values():  # the hierarchy must be closed: every parent is listed
-        if h.parent is not None and h.parent not in table:
+# ---------------------------------------------------------------------------------------------
+# EUNIS list files (Code,Name)
+
+_EUNIS_RE = re.compile(r"^[A-Z][A-Z0-9]*(\.[A-Z0-9]+)?$")
+_DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, tolerating a byte-order mark (Excel exports)
+_COLUMNS = ("Code", "Name")
+
+
+def _code_name_rows(path: str, encoding: str) -> list[tuple[int, str, str]]:
+    """(line, code, name) of every record of a ``Code,Name`` CSV, stripped; the line is the
+    record's first physical line (header = its line). The same checks and messages as the
+    readers' tables (:mod:`inference.data.readers`), which cannot be imported here (torch)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    what = "EUNIS Code,Name CSV"
+    rows: list[tuple[int, str, str]] = []
+    header: list[str] | None = None
+    header_line, prev = 0, 0
+    with open(path, encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            for row in reader:
+                start, prev = prev + 1, reader.line_num
+                if not row or (len(row) == 1 and row[0].strip() == ""):
+                    continue
+                if header is None:
+                    header, header_line = [h.strip() for h in row], start
+                    for other, sep in ((";", "semicolon"), ("\t", "tab")):
+                        if len(header) == 1 and other in header[0]:
+                            raise DataFormatError(path, f"a comma-separated header ({what}); this header "
+                                                  f"looks {sep}-separated", line=start, got=row[0])
+                    missing = [c for c in _COLUMNS if c not in header]
+                    if missing:
+                        raise DataFormatError(
+                            path, f"a column {missing[0]!r} in the header (required: 'Code', 'Name')",
+                            line=start, field=missing[0], got=_D(f"columns {', '.join(map(repr, header))}"))
+                    index = [header.index(c) for c in _COLUMNS]
+                    continue
+                if len(row) != len(header):
+                    raise DataFormatError(path, f"{len(header)} comma-separated fields as in the header "
+                                          f"(line {header_line})", line=start, got=_D(f"{len(row)} fields"))
+                rows.append((start, row[index[0]].strip(), row[index[1]].strip()))
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(path, f"text in encoding {encoding!r} (pass encoding=... for another)",
+                                  line=prev + 1, got=_D(f"undecodable bytes ({exc.reason})")) from exc
+        except csv.Error as exc:
+            raise DataFormatError(path, f"well-formed {what}", line=prev + 1, got=_D(f"{exc}")) from exc
+    if header is None:
+        raise DataFormatError(path, "a header line with column(s) 'Code', 'Name'", line=1, got=_D("empty file"))
+    return rows
+
+
+def read_eunis_codes(path: str | os.PathLike, *, encoding: str = _DEFAULT_ENCODING) -> dict[str, HabitatType]:
+    """Read a EUNIS code list (CSV with a ``Code,Name`` header, as the EUNIS 2021 list
+    ``eunis2021_habitats.csv``) -> code -> habitat, in file order.
+
+    Codes are an upper-case letter then letters/digits (``R``, ``R2``, ``R1A``, ``MA221``; a
+    EUNIS 2012 style dot, ``C1.3``, is accepted, revision 2012) and unique; names are stripped
+    (the real file has trailing spaces on 30 names) and non-empty. Level and parent come from the
+    code (:func:`code_level`, :func:`code_parent`); the parent may be absent from the file
+    (``MA`` for ``MA2``). ``source`` is the file's name. A :class:`DataFormatError` names the
+    file, the line and the field of anything else.
+    """
+    p = str(path)
+    source = Path(p).name
+    out: dict[str, HabitatType] = {}
+    for line, code, name in _code_name_rows(p, encoding):
+        if not _EUNIS_RE.match(code):
+            raise DataFormatError(p, "a EUNIS code (an upper-case letter, then letters/digits, e.g. 'R22', "
+                                  "'MA221', 'C1.3')", line=line, field="Code", got=code)
+        if code in out:
+            raise DataFormatError(p, "each code once", line=line, field="Code", got=code)
+        if not name:
+            raise DataFormatError(p, "a habitat name", line=line, field="Name", got=name)
+        out[code] = HabitatType(code, name, code_level(code), code_parent(code), 2012 if "." in code else 2021,
+                                source)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+
+class HabitatTable:
+    """The EUNIS habitat types a process knows: a code -> :class:`HabitatType` table whose
+    hierarchy is closed (every parent is in it), grown by :meth:`add` / :meth:`load` and never
+    shrunk. The module functions (:func:`habitat`, :func:`at_level`, ...) answer from the
+    process-wide one, :func:`table`."""
+
+    def __init__(self, types: Iterable[HabitatType] = ()) -> None:
+        self._types: dict[str, HabitatType] = {}
+        self._files: dict[str, tuple[tuple[int, int], list[str]]] = {}  # resolved path -> (stat, codes)
+        self._lock = threading.RLock()
+        self.add(types)
+
+    def copy(self) -> HabitatTable:
+        new = HabitatTable()
+        new._types, new._files = dict(self._types), dict(self._files)
+        return new
+
+    def add(self, types: Iterable[HabitatType]) -> None:
+        """Add habitat types (a new code is appended, a known code takes the new name, level,
+        parent and source); ancestors missing from the table get a placeholder name."""
+        with self._lock:
+            for h in types:
+                self._types[h.code] = h
+            for h in list(self._types.values()):
+                child = h
+                for code in code_ancestors(h.code):
+                    if code not in self._types:
+                        name = f"(not in {h.source}: parent of {child.code})"
+                        self._types[code] = HabitatType(code, name, code_level(code), code_parent(code),
+                                                        h.revision, h.source)
+                    child = self._types[code]
+
+    def load(self, path: str | os.PathLike, *, encoding: str = _DEFAULT_ENCODING) -> list[str]:
+        """Load a EUNIS list file (``Code,Name``, :func:`read_eunis_codes`) into the table; the
+        file's codes in file order. Idempotent: a file already loaded and unchanged since (same
+        size and modification time) is not read again."""
+        key = str(Path(path).resolve())
+        st = os.stat(path) if os.path.exists(path) else None
+        stamp = (st.st_mtime_ns, st.st_size) if st else (0, 0)
+        with self._lock:
+            done = self._files.get(key)
+            if done is not None and done[0] == stamp:
+                return list(done[1])
+            codes = read_eunis_codes(path, encoding=encoding)
+            self.add(codes.values())
+            self._files[key] = (stamp, list(codes))
+            return list(codes)
+
+    @property
+    def files(self) -> list[str]:
+        """The EUNIS list files loaded (resolved paths, in load order)."""
+        return list(self._files)
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._types
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def habitat(self, code: str) -> HabitatType:
+        try:
+            return self._types[code]
+        except (KeyError, TypeError):
+            lists = ", ".join(Path(f).name for f in self._files)
+            raise UnknownHabitatCode(
+                f"unknown EUNIS code {code!r}: not in the built-in list"
+                + (f" nor in the loaded list(s) {lists}" if lists else "")
+                + "; load the EUNIS list that has it first (inference.data.eunis.load_list(path), e.g. the "
+                "EUNIS 2021 list eunis2021_habitats.csv: a raster region's sources `habitats:` file, or "
+                "`geoflora train plantbert --eunis FILE`)") from None
+
+    def ancestors(self, code: str) -> list[str]:
+        return code_ancestors(self.habitat(code).code)
+
+    def at_level(self, code: str, lvl: int) -> str:
+        h = self.habitat(code)
+        if lvl > h.level:
+            raise ValueError(f"{code} is level {h.level}, cannot go down to level {lvl}")
+        while h.level > lvl:
+            h = self.habitat(h.parent)  # type: ignore[arg-type]
+        return h.code
+
+    def children(self, code: str) -> list[HabitatType]:
+        return [h for h in self._types.values() if h.parent == code]
+
+    def all_types(self, lvl: int | None = None) -> Iterator[HabitatType]:
+        return (h for h in list(self._types.values()) if lvl is None or h.level == lvl)
+
+
+def _builtin() -> list[HabitatType]:
+    out = [HabitatType(code, name, code_level(code), code_parent(code), revision)
+           for revision, types in ((2021, _TYPES_2021), (2012, _TYPES_2012)) for code, name in types]
+    known = {h.code for h in out}
+    for h in out:  # the built-in hierarchy must be closed: every parent is listed
+        if h.parent is not None and h.parent not in known:
             raise AssertionError(f"EUNIS table: parent {h.parent} of {h.code} missing")
-    return table
+    return out
 
 
-_TABLE = _build()
+HABITAT_TYPES: tuple[HabitatType, ...] = tuple(_builtin())
+_TABLE = HabitatTable(HABITAT_TYPES)
+
+
+def table() -> HabitatTable:
+    """The process-wide habitat table (the built-in list plus the lists loaded so far)."""
+    return _TABLE
+
+
+def load_list(path: str | os.PathLike, *, encoding: str = _DEFAULT_ENCODING) -> list[str]:
+    """Make a EUNIS list file's codes known to :func:`habitat`, :func:`at_level`, ... (see the
+    module docstring); returns the file's codes. Idempotent."""
+    return _TABLE.load(path, encoding=encoding)
 
 
 def habitat(code: str) -> HabitatType:
-    """The habitat type of ``code`` (KeyError if it is not in the built-in list)."""
-    try:
-        return _TABLE[code]
-    except KeyError:
-        raise KeyError(f"unknown EUNIS code {code!r}") from None
+    """The habitat type of ``code`` (:class:`UnknownHabitatCode` if no loaded list has it)."""
+    return _TABLE.habitat(code)
 
 
 def parent(code: str) -> str | None:
@@ -181,26 +395,19 @@ def level(code: str) -> int:
 
 def ancestors(code: str) -> list[str]:
     """Codes from the direct parent up to level 1: ``ancestors('R22') == ['R2', 'R']``."""
-    return code_ancestors(habitat(code).code)
+    return _TABLE.ancestors(code)
 
 
 def at_level(code: str, lvl: int) -> str:
     """The ancestor (or self) of ``code`` at level ``lvl``: ``at_level('R22', 1) == 'R'``."""
-    h = habitat(code)
-    if lvl > h.level:
-        raise ValueError(f"{code} is level {h.level}, cannot go down to level {lvl}")
-    while h.level > lvl:
-        h = habitat(h.parent)  # type: ignore[arg-type]
-    return h.code
+    return _TABLE.at_level(code, lvl)
 
 
 def children(code: str) -> list[HabitatType]:
-    return [h for h in _TABLE.values() if h.parent == code]
+    return _TABLE.children(code)
 
 
 def all_types(lvl: int | None = None) -> Iterator[HabitatType]:
-    """Every built-in habitat type (optionally only one level), in table order."""
-    return (h for h in _TABLE.values() if lvl is None or h.level == lvl)
-
-
-HABITAT_TYPES: tuple[HabitatType, ...] = tuple(_TABLE.values())
+    """Every known habitat type (optionally only one level), in table order: the built-in list,
+    then the codes the loaded lists added."""
+    return _TABLE.all_types(lvl)

@@ -37,7 +37,6 @@ masked, and ``region create`` reports them per meta-tile with the file and windo
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import math
@@ -295,6 +294,8 @@ class RasterRegion:
         self.meta = meta
         self.grid = Region(MetaTile(*meta["origin"]), meta["nx"], meta["ny"])
         self.sources = meta["sources"]
+        if self.sources.get("habitats"):
+            eunis.load_list(self.sources["habitats"])  # the region's EUNIS list is the habitat table
 
     @property
     def name(self) -> str:
@@ -493,12 +494,11 @@ def _tile_window(path: str, tile: MetaTile) -> str:
 
 
 def _habitat_codes(path: str | None) -> list[str]:
+    """The level-3 codes of the region's EUNIS list (made known to :mod:`inference.data.eunis`), or
+    of the built-in list."""
     if path is None:
         return [h.code for h in eunis.all_types(3)]
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    _require(rows and "Code" in rows[0], f"habitats: {path} needs a 'Code' column (the EUNIS 2021 list)")
-    return [r["Code"].strip() for r in rows if eunis.code_level(r["Code"].strip()) == 3]
+    return [c for c in eunis.load_list(path) if eunis.code_level(c) == 3]
 
 
 # Plausible climate values in the models' units (CHELSA DN): -93..+67 C, 0..3000 mm per month.

@@ -9,6 +9,9 @@ Formats (checked against the real samples in ``shared/reference``; see PROVENANC
 * GeoPlant presence-absence surveys, long CSV, one row per (survey, species):
   ``lon,lat,year,geoUncertaintyInM,areaInM2,region,country,speciesId,surveyId``
   -> :func:`read_geoplant_pa` / :func:`write_geoplant_pa`.
+* GeoPlant presence-only occurrences, one row per record:
+  ``publisher,year,month,day,lat,lon,geoUncertaintyInM,taxonRank,date,dayOfYear,speciesId,surveyId``
+  -> :func:`read_geoplant_po` (streamed: the real file has millions of rows).
 * Climate cube ``.pt`` float tensor [4, 19, 12] -> :func:`read_climate_cube`.
 * Landsat cube ``.pt`` float tensor [6, 4, 21] -> :func:`read_landsat_cube`.
 * Sentinel-2 patches: GLC24 RGB + NIR JPEGs (uint8 128 x 128) -> :func:`read_s2_glc24`;
@@ -30,7 +33,6 @@ import csv
 import io
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,7 @@ from rasterio.errors import RasterioIOError
 from backend.core.atomic import write_csv
 from backend.core.errors import DataFormatError
 from backend.core.errors import Found as _D
+from inference.data import eunis as _eunis
 from inference.data.eunis import code_ancestors, code_level, code_parent
 
 PathLike = str | os.PathLike
@@ -58,6 +61,10 @@ __all__ = [
     "PASurveys",
     "read_geoplant_pa",
     "write_geoplant_pa",
+    # PO occurrences
+    "PO_COLUMNS",
+    "PORecords",
+    "read_geoplant_po",
     # cubes
     "CLIMATE_CUBE_SHAPE",
     "CLIMATE_VARIABLES",
@@ -623,6 +630,123 @@ def write_geoplant_pa(path: PathLike, surveys: PASurveys | Iterable[PASurvey]) -
 
 
 # --------------------------------------------------------------------------------------------
+# GeoPlant presence-only occurrences
+# --------------------------------------------------------------------------------------------
+
+PO_COLUMNS = (
+    "publisher", "year", "month", "day", "lat", "lon", "geoUncertaintyInM", "taxonRank", "date", "dayOfYear",
+    "speciesId", "surveyId",
+)
+_PO_REQUIRED = ("lon", "lat", "speciesId", "surveyId")
+
+
+@dataclass(eq=False)
+class PORecords:
+    """Records of a GeoPlant presence-only file, one per row, in file order.
+
+    Record ``i`` is species ``species_ids[i]`` seen at ``lon[i], lat[i]`` (WGS84 degrees); its
+    inputs (S2 patch, cubes) are filed under ``survey_ids[i]``; ``lines[i]`` is its line in
+    ``path`` (1-based, header = 1), for messages about that record.
+    """
+
+    path: str
+    survey_ids: np.ndarray  # int64 [N]
+    lon: np.ndarray  # float64 [N]
+    lat: np.ndarray  # float64 [N]
+    species_ids: np.ndarray  # int64 [N]
+    lines: np.ndarray  # int64 [N]
+
+    def __len__(self) -> int:
+        return int(self.survey_ids.shape[0])
+
+
+def read_geoplant_po(path: PathLike, *, encoding: str = _DEFAULT_ENCODING, chunk_rows: int = 200_000) -> PORecords:
+    """Read a GeoPlant (GLC24 / GLC25) presence-only CSV, one row per record.
+
+    ``lon``, ``lat``, ``speciesId`` and ``surveyId`` are required and must be filled (ids accept
+    integral floats such as ``6874.0``); other columns (:data:`PO_COLUMNS`) are ignored. The file
+    is streamed in chunks of ``chunk_rows`` records, keeping only those four columns, so the
+    real file (millions of rows) fits in memory. Errors are :class:`DataFormatError` naming the
+    line and field, as for :func:`read_geoplant_pa`.
+    """
+    p = str(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(p)
+    parts: dict[str, list[np.ndarray]] = {"lon": [], "lat": [], "speciesId": [], "surveyId": [], "lines": []}
+    header: list[str] | None = None
+    index: list[int] = []
+    ncol = header_line = prev = 0
+    cols: list[list[str]] = [[] for _ in _PO_REQUIRED]
+    lines: list[int] = []
+
+    def flush() -> None:
+        t = _Table(p, header or [], {c: v for c, v in zip(_PO_REQUIRED, cols)}, lines)
+        parts["lon"].append(_float_column(t, "lon", lo=-180, hi=180))
+        parts["lat"].append(_float_column(t, "lat", lo=-90, hi=90))
+        parts["speciesId"].append(_int_column(t, "speciesId", lo=0, what="a species id (integer >= 0)")[0])
+        parts["surveyId"].append(_int_column(t, "surveyId", lo=0, what="a survey id (integer >= 0)")[0])
+        parts["lines"].append(np.asarray(lines, np.int64))
+        for c in cols:
+            c.clear()
+        lines.clear()
+
+    with open(p, encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            for row in reader:
+                start, prev = prev + 1, reader.line_num
+                if not row or (len(row) == 1 and row[0].strip() == ""):
+                    continue
+                if header is None:
+                    header, header_line = [h.strip() for h in row], start
+                    missing = [c for c in _PO_REQUIRED if c not in header]
+                    if missing:
+                        sep = next((name for ch, name in ((";", "semicolon"), ("\t", "tab")) if ch in row[0]), None)
+                        raise DataFormatError(
+                            p, f"a column {missing[0]!r} in the header (required: "
+                               f"{', '.join(map(repr, _PO_REQUIRED))}; comma-separated)",
+                            line=start, field=missing[0],
+                            got=_D(f"a {sep}-separated header" if sep and len(header) == 1 else
+                                   f"columns {', '.join(map(repr, header))}"),
+                        )
+                    dups = [c for c in _PO_REQUIRED if header.count(c) > 1]
+                    if dups:
+                        raise DataFormatError(p, "unique column names in the header", line=start, field=dups[0],
+                                              got=_D(f"column {dups[0]!r} {header.count(dups[0])} times"))
+                    index, ncol = [header.index(c) for c in _PO_REQUIRED], len(header)
+                    continue
+                if len(row) != ncol:
+                    raise DataFormatError(p, f"{ncol} comma-separated fields as in the header (line {header_line})",
+                                          line=start, got=_D(f"{len(row)} fields"))
+                for c, i in zip(cols, index):
+                    c.append(row[i].strip())
+                lines.append(start)
+                if len(lines) >= chunk_rows:
+                    flush()
+        except UnicodeDecodeError as exc:
+            line, bad = prev + 1, exc.object[exc.start:exc.end]
+            with open(p, "rb") as raw:  # the decoder works on blocks: find the line in the raw bytes
+                for i, data in enumerate(raw, 1):
+                    try:
+                        data.decode(encoding)
+                    except UnicodeDecodeError as exc2:
+                        line, bad = i, data[exc2.start:exc2.end]
+                        break
+            raise DataFormatError(p, f"text in encoding {encoding!r} (pass encoding=... for another)", line=line,
+                                  got=_D(f"undecodable bytes {bytes(bad)!r} ({exc.reason})")) from exc
+        except csv.Error as exc:
+            raise DataFormatError(p, "well-formed GeoPlant PO CSV", line=prev + 1, got=_D(f"{exc}")) from exc
+    if header is None:
+        raise DataFormatError(p, f"a header line with column(s) {', '.join(map(repr, _PO_REQUIRED))}", line=1,
+                              got=_D("empty file"))
+    if lines or not parts["lines"]:
+        flush()
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    return PORecords(p, cat["surveyId"].astype(np.int64), cat["lon"], cat["lat"],
+                     cat["speciesId"].astype(np.int64), cat["lines"])
+
+
+# --------------------------------------------------------------------------------------------
 # Climate and Landsat cubes
 # --------------------------------------------------------------------------------------------
 
@@ -873,9 +997,6 @@ def glc25_to_glc24_uint8(reflectance: np.ndarray, *, nodata: float | None = None
 # EUNIS 2021 habitat codes
 # --------------------------------------------------------------------------------------------
 
-_EUNIS_RE = re.compile(r"^[A-Z][A-Z0-9]*(\.[A-Z0-9]+)?$")
-
-
 # The hierarchy rule lives with the built-in EUNIS list; the readers use the same one.
 eunis_level = code_level
 eunis_parent = code_parent
@@ -890,33 +1011,10 @@ def is_plantbert_habitat_class(code: str) -> bool:
     return level == 5 if code.startswith("MA2") else level == 3
 
 
-@dataclass(frozen=True)
-class EunisHabitat:
-    code: str
-    name: str
-    level: int
-    parent: str | None  # the code one level up; may be absent from the list (``MA`` for ``MA2``)
-
-
-def read_eunis_codes(path: PathLike, *, encoding: str = _DEFAULT_ENCODING) -> dict[str, EunisHabitat]:
-    """Read the EUNIS 2021 code list (CSV with a ``Code,Name`` header) -> code -> habitat, in
-    file order.
-
-    Codes are an upper-case letter then letters/digits (``R``, ``R2``, ``R1A``, ``MA221``; a
-    EUNIS 2012 style dot, ``C1.3``, is accepted) and unique; names are stripped (the real file has trailing spaces on 30 names) and non-empty.
-    The level is derived with :func:`eunis_level`.
-    """
-    t = _read_table(path, required=("Code", "Name"), encoding=encoding, what="EUNIS Code,Name CSV")
-    out: dict[str, EunisHabitat] = {}
-    for i, (code, name) in enumerate(zip(t.columns["Code"], t.columns["Name"])):
-        if not _EUNIS_RE.match(code):
-            raise _bad(t, i, "Code", "a EUNIS code (an upper-case letter, then letters/digits, e.g. 'R22', 'MA221', 'C1.3')")
-        if code in out:
-            raise _bad(t, i, "Code", "each code once")
-        if not name:
-            raise _bad(t, i, "Name", "a habitat name")
-        out[code] = EunisHabitat(code=code, name=name, level=eunis_level(code), parent=eunis_parent(code))
-    return out
+# The EUNIS Code,Name list reader and its habitat record live with the habitat table
+# (inference.data.eunis, torch-free, so that eunis.load_list can use it); re-exported here.
+EunisHabitat = _eunis.EunisHabitat
+read_eunis_codes = _eunis.read_eunis_codes
 
 
 # --------------------------------------------------------------------------------------------

@@ -645,14 +645,10 @@ def read_table_species(path: PathLike, *, encoding: str = _DEFAULT_ENCODING) -> 
     name_col = _require_column(t, name_aliases, "scientific name")
     ids, _ = _int_column(t, id_col, what="an integer species id (the id the SDM uses)")
     genus_col, fam_col = _find_column(t, ("genus",)), _find_column(t, ("family",))
-    seen: dict[int, int] = {}
+    _check_unique_ids(t, ids, id_col)
     out = []
     for i in range(len(t)):
         sid = int(ids[i])
-        if sid in seen:
-            raise DataFormatError(t.path, f"a unique species id (also on line {t.lines[seen[sid]]})",
-                                  line=t.lines[i], field=id_col, got=t.columns[id_col][i])
-        seen[sid] = i
         name = " ".join(t.columns[name_col][i].split())
         if not name:
             raise _bad(t, i, name_col, "a scientific name")
@@ -775,6 +771,16 @@ def _flag(v: bool | None) -> str:
 def _num(x: float) -> str:
     x = float(x)
     return "" if math.isnan(x) else repr(x)
+
+
+def _check_unique_ids(t: _Table, ids, col: str) -> None:
+    """A DataFormatError naming both lines when a species id repeats."""
+    seen: dict[int, int] = {}
+    for i, sid in enumerate(int(v) for v in ids):
+        if sid in seen:
+            raise DataFormatError(t.path, f"a unique species id (also on line {t.lines[seen[sid]]})",
+                                  line=t.lines[i], field=col, got=t.columns[col][i])
+        seen[sid] = i
 
 
 def import_species(table_csv: PathLike, out_csv: PathLike, *, directive: PathLike | None = None,
@@ -916,14 +922,10 @@ def read_species_table(path: PathLike, *, encoding: str = _DEFAULT_ENCODING) -> 
                 stats[c] = np.full(len(t), np.nan)
     prevalence = (_float_column(t, "target_prevalence", allow_empty=True, lo=0, hi=1)
                   if "target_prevalence" in t.columns else np.full(len(t), np.nan))
-    seen: dict[int, int] = {}
+    _check_unique_ids(t, ids, "id")
     out = []
     for i in range(len(t)):
         sid = int(ids[i])
-        if sid in seen:
-            raise DataFormatError(t.path, f"a unique species id (also on line {t.lines[seen[sid]]})",
-                                  line=t.lines[i], field="id", got=t.columns["id"][i])
-        seen[sid] = i
         name = t.columns["name"][i]
         if not name:
             raise _bad(t, i, "name", "a scientific name")

@@ -20,6 +20,10 @@ habitat. On a generated region the truth is known, so GeoFlora builds such plots
   by decreasing *predicted* probability (the deep-SDM's), optionally only those above a threshold
   (the conformal assemblage), then the first ``top_n``. :func:`sdm_lists` builds them at cells
   from an SDM checkpoint; the same with the true probabilities is the "perfect SDM" reference.
+* **Real plots** (:mod:`inference.habitat.eva`: an EVA export read into the same :class:`Lists`).
+  :func:`plot_splits` gives each plot the split of its 10 km block (the region's, see
+  :func:`block_splits`); the trainer then takes SDM lists at TRAIN / CAL plots, labelled with the
+  plot's habitat, instead of at random cells labelled by the habitat raster.
 
 Everything is deterministic for a seed and a stream name.
 """
@@ -106,6 +110,32 @@ def sdm_split_matches(region, seed: int = 0) -> bool:
     theirs = assign_splits(block, seed)
     ours = block_splits(region, seed)
     return all(ours.get(int(b)) == int(s) for b, s in zip(block, theirs))
+
+
+def in_region(region, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Whether each point lies inside the region's grid (where its rasters and the SDM reach)."""
+    left, bottom, right, top = region.grid.bounds
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return (x >= left) & (x < right) & (y >= bottom) & (y < top)
+
+
+def plot_splits(region, x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Split (TRAIN / CAL / TEST, int8) of plots at EPSG:3035 ``(x, y)`` by their 10 km block.
+
+    A block of the region keeps the region's split (:func:`block_splits`, the deep-SDM's when its
+    samples touch every block), so plots in TEST blocks are held out from the SDM too; the blocks
+    outside the region are split among themselves with the same seed (all TRAIN when fewer than
+    three). ``region`` None: every block split among the plots' blocks (``assign_splits``)."""
+    block = spatial_blocks(x, y)
+    if region is None:
+        return assign_splits(block, seed).astype(np.int8)
+    ours = block_splits(region, seed)
+    out = np.array([ours.get(int(b), -1) for b in block], np.int8)
+    outside = out < 0
+    if outside.any():
+        n = len(np.unique(block[outside]))
+        out[outside] = assign_splits(block[outside], seed) if n >= 3 else TRAIN
+    return out
 
 
 class RegionCells:
@@ -255,5 +285,6 @@ def true_lists(region, x, y, label, top_n: int, threshold: float | None = None) 
     return Lists(np.asarray(x), np.asarray(y), np.asarray(label, np.int64), tok, "true-p")
 
 
-__all__ = ["Lists", "RegionCells", "block_splits", "sdm_split_matches", "sample_plots", "sample_cells",
-           "plots_at", "probability_tokens", "sdm_lists", "true_lists", "load_sdm_runner", "TRAIN", "CAL", "TEST"]
+__all__ = ["Lists", "RegionCells", "block_splits", "in_region", "plot_splits", "sdm_split_matches", "sample_plots",
+           "sample_cells", "plots_at", "probability_tokens", "sdm_lists", "true_lists", "load_sdm_runner", "TRAIN",
+           "CAL", "TEST"]

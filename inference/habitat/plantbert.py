@@ -150,11 +150,20 @@ def truncate(tokens: np.ndarray, top_n: int) -> np.ndarray:
     return np.ascontiguousarray(t[:, :n])
 
 
-def model_inputs(tokens: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def model_inputs(tokens: np.ndarray, separator: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``[CLS] species... [SEP]`` input ids and attention mask for a token matrix (rows padded
-    to the longest row of this batch)."""
+    to the longest row of this batch); with ``separator`` (a token id), ``[CLS] s1 , s2 , ... [SEP]``
+    as the published Pl@ntBERT was trained on comma-separated lists."""
     lengths = (tokens != PAD).sum(1)
     L = int(lengths.max(initial=0))
+    if separator is not None and L > 1:
+        n = len(tokens)
+        ids = np.full((n, 2 * L + 1), PAD, np.int64)
+        ids[:, 0] = CLS
+        ids[:, 1:2 * L:2] = tokens[:, :L]
+        ids[:, 2:2 * L - 1:2] = np.where(np.arange(L - 1)[None, :] < (lengths - 1)[:, None], separator, PAD)
+        ids[np.arange(n), np.maximum(2 * lengths, 1)] = SEP
+        return torch.from_numpy(ids), torch.from_numpy((ids != PAD).astype(np.int64))
     ids = np.full((len(tokens), L + 2), PAD, np.int64)
     ids[:, 0] = CLS
     ids[:, 1:L + 1] = tokens[:, :L]
@@ -225,7 +234,7 @@ class PlantBert:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             for i in range(0, n, batch_size):
                 sel = order[i:i + batch_size]
-                ids, mask = model_inputs(tokens[sel])
+                ids, mask = model_inputs(tokens[sel], self.meta.get("separator_token"))
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
                 out[torch.from_numpy(sel)] = logits.float().cpu()
         return out
@@ -253,6 +262,10 @@ class PlantBert:
             "species_ids": list(self.vocab.species_ids), "species_names": list(self.vocab.names),
             "labels": self.labels, "top_n": self.top_n, "train_config": train_config or {}, "report": report or {},
             "meta": self.meta,
+            # the labels' habitat names down from level 1, so a model of real EUNIS codes loads
+            # where its EUNIS list is not loaded
+            "habitats": {c: eunis.habitat(c).name for label in self.labels
+                         for c in [label, *eunis.ancestors(label)]},
         })
         return path
 
@@ -261,6 +274,11 @@ def load_plantbert(path, map_location: str = "cpu") -> PlantBert:
     """A Pl@ntBERT from its checkpoint; a clear error for a missing file or another kind of file."""
     ck = load_checkpoint(path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "plantbert", map_location)
 
+    known = eunis.table()
+    new = [eunis.HabitatType(code, name, eunis.code_level(code), eunis.code_parent(code), source=Path(path).name)
+           for code, name in (ck.get("habitats") or {}).items() if code not in known]
+    if new:
+        known.add(new)
     model = BertForSequenceClassification(bert_config(ck["bert_kwargs"]))
     model.load_state_dict(ck["state_dict"])
     vocab = Vocab(tuple(ck["species_ids"]), tuple(ck["species_names"]))

@@ -8,6 +8,13 @@ TRAIN-block cells, so that the classifier also sees the input it gets in product
 for ``seed`` (up to torch's CPU kernels), so :mod:`inference.habitat.evaluate` rebuilds the same
 corpus for the baselines.
 
+From real plots (``plots``: an EVA export read by :mod:`inference.habitat.eva`,
+:func:`plot_corpus`): the plots of TRAIN blocks train and those of CAL blocks select (blocks:
+:func:`inference.habitat.corpus.plot_splits`), the labels are the level-3 codes the plots carry,
+and ``sdm_lists`` / ``true_lists`` are taken at TRAIN plots inside the region (``n_val`` SDM lists
+at CAL plots), each labelled with its plot's habitat: the paper's fine-tuning on deep-SDM
+assemblages, by the same mechanism and stage 2b as on a generated region.
+
 Stage 1 masks 15 % of the species tokens of each list (BERT's 80 / 10 / 10 rule: ``[MASK]``, a
 random species, unchanged; at least one per list) and trains ``BertForMaskedLM`` to recover them.
 Stage 2 copies its embeddings and layers into ``BertForSequenceClassification`` and trains with
@@ -38,7 +45,19 @@ from inference.splits import CAL, TRAIN
 from inference.training import BestState, resolve_device, seed_everything, write_report
 
 from . import corpus as C
-from .plantbert import MASK, N_SPECIAL, PAD, PlantBert, Vocab, bert_kwargs, build_classifier, build_mlm, model_inputs
+from .eva import EvaPlots
+from .plantbert import (
+    MASK,
+    N_SPECIAL,
+    PAD,
+    PlantBert,
+    Vocab,
+    bert_kwargs,
+    build_classifier,
+    build_mlm,
+    model_inputs,
+    truncate,
+)
 
 DEFAULT_LR = {"small": 1e-3, "demo": 1e-3, "paper": 1e-4}
 
@@ -85,8 +104,12 @@ class PlantBertConfig:
         return cls(**known)
 
 
-def training_corpus(region, config: PlantBertConfig, sdm=None, log=print, cells=None) -> tuple[C.Lists, C.Lists]:
-    """(train, validation) labelled lists; ``sdm`` is ``corpus.load_sdm_runner(path)`` or None."""
+def training_corpus(region, config: PlantBertConfig, sdm=None, log=print, cells=None,
+                    plots: EvaPlots | None = None) -> tuple[C.Lists, C.Lists]:
+    """(train, validation) labelled lists; ``sdm`` is ``corpus.load_sdm_runner(path)`` or None;
+    ``plots``: real plots instead of plots sampled from the region's truth (:func:`plot_corpus`)."""
+    if plots is not None:
+        return plot_corpus(region, config, plots, sdm, log)
     cells = cells or C.RegionCells(region, config.seed)
     kw = dict(area_m2=config.area_m2, cover_sigma=config.cover_sigma, max_len=config.top_n)
     train = C.sample_plots(region, config.n_plots, TRAIN, config.seed, cells, "train-plots", **kw)
@@ -103,6 +126,42 @@ def training_corpus(region, config: PlantBertConfig, sdm=None, log=print, cells=
     if config.true_lists:
         x, y, lab = C.sample_cells(region, config.true_lists, TRAIN, config.seed, cells, "train-true")
         train = C.concat([train, C.true_lists(region, x, y, lab, config.top_n)])
+    return train, val
+
+
+def plot_corpus(region, config: PlantBertConfig, plots: EvaPlots, sdm=None, log=print) -> tuple[C.Lists, C.Lists]:
+    """(train, validation) lists from real plots (labels index ``plots.labels``): the TRAIN-block
+    plots and the CAL-block plots cut to ``top_n``, plus ``sdm_lists`` deep-SDM lists and
+    ``true_lists`` true-probability lists at TRAIN plots inside the region and up to ``n_val``
+    SDM lists at CAL plots, each labelled with its plot's habitat (at most one list per plot)."""
+    pl = plots.lists
+    split = C.plot_splits(region, pl.x, pl.y, config.seed)
+    lists = C.Lists(pl.x, pl.y, pl.label, truncate(pl.tokens, config.top_n), "plots")
+    train, val = lists.subset(split == TRAIN), lists.subset(split == CAL)
+    if not len(train) or not len(val):
+        raise ValueError(f"EVA plots: {len(train)} in TRAIN and {len(val)} in CAL blocks; both need plots "
+                         "(plots over more 10 km blocks)")
+    inside = C.in_region(region, pl.x, pl.y)
+
+    def at(which: int, n: int, stream: str) -> np.ndarray:
+        rows = np.flatnonzero((split == which) & inside)
+        return np.sort(C._rng(config.seed, which, stream).choice(rows, min(n, len(rows)), replace=False))
+
+    if config.sdm_lists:
+        if sdm is None:
+            raise ValueError("sdm_lists > 0 needs an SDM checkpoint")
+        vocab = Vocab.from_region(region)
+        tr, ca = at(TRAIN, config.sdm_lists, "train-sdm"), at(CAL, config.n_val, "val-sdm")
+        log(f"deep-SDM lists at {len(tr)} TRAIN and {len(ca)} CAL plots (of {int(inside.sum())} plots in the "
+            "region)...")
+        if len(tr):
+            train = C.concat([train, C.sdm_lists(region, sdm, vocab, pl.x[tr], pl.y[tr], pl.label[tr], config.top_n)])
+        if len(ca):
+            val = C.concat([val, C.sdm_lists(region, sdm, vocab, pl.x[ca], pl.y[ca], pl.label[ca], config.top_n)])
+    if config.true_lists:
+        tr = at(TRAIN, config.true_lists, "train-true")
+        if len(tr):
+            train = C.concat([train, C.true_lists(region, pl.x[tr], pl.y[tr], pl.label[tr], config.top_n)])
     return train, val
 
 
@@ -314,9 +373,11 @@ def _part(lists: C.Lists, source: str) -> C.Lists | None:
 
 
 def train_plantbert(region, out_path, config: PlantBertConfig | None = None, sdm_checkpoint=None,
-                    log=print) -> dict:
+                    log=print, plots: EvaPlots | None = None) -> dict:
     """Build the corpus, train both stages, save ``out_path`` (``plantbert.pt``) and its report
-    (``plantbert.json``) atomically; returns the report."""
+    (``plantbert.json``) atomically; returns the report. ``plots`` (an EVA export,
+    :func:`inference.habitat.eva.read_eva`): train on those plots, labelled with their level-3
+    codes, instead of plots sampled from a generated region (``n_plots`` is then unused)."""
     config = config or PlantBertConfig()
     out_path = Path(out_path)
     t_all = time.perf_counter()
@@ -324,14 +385,15 @@ def train_plantbert(region, out_path, config: PlantBertConfig | None = None, sdm
     if config.sdm_lists and sdm is None:
         raise ValueError("sdm_lists > 0 needs an SDM checkpoint (sdm_checkpoint=...)")
     t0 = time.perf_counter()
-    cells = C.RegionCells(region, config.seed)
-    train, val = training_corpus(region, config, sdm, log, cells)
+    cells = C.RegionCells(region, config.seed) if plots is None else None
+    train, val = training_corpus(region, config, sdm, log, cells, plots)
     corpus_s = round(time.perf_counter() - t0, 1)
     vocab = Vocab.from_region(region)
-    labels = list(region.meta["habitat_codes"])
+    labels = list(region.meta["habitat_codes"]) if plots is None else list(plots.labels)
     counts = np.bincount(train.label, minlength=len(labels))
-    log(f"corpus: {len(train)} training lists ({config.n_plots} plots + {config.sdm_lists} SDM lists + "
-        f"{config.true_lists} true-p lists), "
+    n_of = {src: int((train.origin == src).sum()) for src in ("plots", "sdm", "true-p")}
+    log(f"corpus: {len(train)} training lists ({n_of['plots']} {'EVA ' if plots is not None else ''}plots + "
+        f"{n_of['sdm']} SDM lists + {n_of['true-p']} true-p lists), "
         f"{len(val)} validation lists, {int((counts > 0).sum())}/{len(labels)} habitats seen, "
         f"median length {int(np.median(train.lengths))} ({corpus_s} s)")
     pb, rep = train_stages(train, val, vocab, labels, config, log)
@@ -346,6 +408,11 @@ def train_plantbert(region, out_path, config: PlantBertConfig | None = None, sdm
         "label_counts": {c: int(n) for c, n in zip(labels, counts) if n},
     }
     pb.meta = {"region": str(getattr(region, "path", "")), "seed": config.seed}
+    if plots is not None:
+        rep_plots = plots.report.to_dict()
+        rep_plots["unknown_names"] = dict(list(rep_plots["unknown_names"].items())[:50])  # the most frequent
+        report["plots"] = rep_plots
+        pb.meta["plots"] = {"header": plots.report.header, "species": plots.report.species}
     pb.save(out_path, asdict(config), report)
     write_report(out_path.with_suffix(".json"), report)
     log(f"Pl@ntBERT saved to {out_path} (best CAL accuracy {rep['val_accuracy']:.3f}, "

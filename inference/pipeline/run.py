@@ -87,6 +87,9 @@ def _known_habitat(code: str) -> bool:
 def check_models(region, models) -> None:
     """A run's models fit its region: the species table covers the SDM's species, Pl@ntBERT knows
     some of them and its labels are EUNIS codes (a :class:`RunError` naming what does not fit)."""
+    if "conformal_global" not in models.thresholds:
+        raise RunError(f"the SDM {models.checkpoint} has no conformal threshold: calibrate it "
+                       f"(`geoflora models import-geoplant ... --calibrate-with DIR`, or train it with `geoflora train sdm`)")
     try:
         species_for(region, models.species_ids)
     except RegionError as exc:

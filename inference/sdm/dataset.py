@@ -8,14 +8,13 @@ data, the true probabilities.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pyproj import Transformer
 
-from inference.data.readers import read_geoplant_pa
+from inference.data.readers import read_geoplant_pa, read_geoplant_po
 from inference.grid import CELL_M
 from inference.splits import assign_splits, spatial_blocks
 
@@ -75,28 +74,34 @@ def pa_samples(pa_csv: Path, species_ids: np.ndarray) -> SDMData:
                    area=np.asarray(pa.area_m2, np.float64))
 
 
+def po_cells(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 50 m cells visited by presence-only records: the cells' centres x, y (EPSG:3035, in
+    cell order) and each record's cell (index into them)."""
+    x, y = _TO_3035.transform(np.asarray(lon, np.float64), np.asarray(lat, np.float64))
+    cell = np.stack([np.floor(np.asarray(x) / CELL_M), np.floor(np.asarray(y) / CELL_M)], 1).astype(np.int64)
+    uniq, inverse = np.unique(cell.reshape(-1, 2), axis=0, return_inverse=True)
+    return (uniq[:, 0] + 0.5) * CELL_M, (uniq[:, 1] + 0.5) * CELL_M, inverse.ravel()
+
+
+def po_cell_samples(cx: np.ndarray, cy: np.ndarray, cell: np.ndarray, record_species: np.ndarray,
+                    species_ids: np.ndarray) -> SDMData:
+    """One presence-only sample per cell (centre ``cx, cy``), labelled with every species recorded
+    in it (record ``i`` of species ``record_species[i]`` lies in cell ``cell[i]``)."""
+    labels = _index_labels(species_ids, np.asarray(cell), np.asarray(record_species), len(cx))
+    return SDMData(np.asarray(cx, np.float64), np.asarray(cy, np.float64), labels, np.ones(len(cx), bool), species_ids)
+
+
 def po_samples(po_csv: Path, species_ids: np.ndarray) -> SDMData:
     """Presence-only records grouped by 50 m cell: one sample per visited cell (target-group background).
 
     The cells where anyone recorded any species share the sampling bias of the records, so the
     species not recorded there serve as pseudo-absences drawn with that same bias.
     """
-    lon, lat, sid = [], [], []
-    with open(po_csv, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            lon.append(float(row["lon"]))
-            lat.append(float(row["lat"]))
-            sid.append(int(float(row["speciesId"])))
-    if not lon:
+    po = read_geoplant_po(po_csv)
+    if not len(po):
         return SDMData(np.zeros(0), np.zeros(0), np.zeros((0, len(species_ids)), bool), np.zeros(0, bool), species_ids)
-    x, y = _TO_3035.transform(np.array(lon), np.array(lat))
-    cell = np.stack([np.floor(np.asarray(x) / CELL_M), np.floor(np.asarray(y) / CELL_M)], 1).astype(np.int64)
-    uniq, inverse = np.unique(cell, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    labels = _index_labels(species_ids, inverse, np.array(sid), len(uniq))
-    cx = (uniq[:, 0] + 0.5) * CELL_M
-    cy = (uniq[:, 1] + 0.5) * CELL_M
-    return SDMData(cx, cy, labels, np.ones(len(uniq), bool), species_ids)
+    cx, cy, cell = po_cells(po.lon, po.lat)
+    return po_cell_samples(cx, cy, cell, po.species_ids, species_ids)
 
 
 def concat(parts: list[SDMData]) -> SDMData:

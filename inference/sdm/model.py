@@ -27,17 +27,19 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
 class ResNet6Encoder(nn.Module):
     """The GeoPlant ResNet-6 encoder (no residual connections despite the name)."""
 
-    def __init__(self, in_channels: int, widths: tuple[int, int, int, int] = (64, 128, 256, 512)) -> None:
+    def __init__(self, in_channels: int, widths: tuple[int, int, int, int] = (64, 128, 256, 512),
+                 ceil_mode: bool = True) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
+        self.ceil_mode = ceil_mode
         self.stage1 = nn.Sequential(*_block(in_channels, w1), *_block(w1, w2))
         self.stage2 = nn.Sequential(*_block(w2, w3), *_block(w3, w4))
         self.out_features = w4
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """Everything before the global pooling: [N, C, H, W] -> [N, w4, H/4, W/4]."""
-        x = F.max_pool2d(self.stage1(x), 2, ceil_mode=True)
-        return F.max_pool2d(self.stage2(x), 2, ceil_mode=True)
+        x = F.max_pool2d(self.stage1(x), 2, ceil_mode=self.ceil_mode)
+        return F.max_pool2d(self.stage2(x), 2, ceil_mode=self.ceil_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.feature_map(x).mean(dim=(2, 3))
@@ -53,6 +55,9 @@ class SDMConfig:
     widths: tuple[int, int, int, int] = (64, 128, 256, 512)
     extra_features: int = 0  # e.g. BotaCLIP embeddings appended to the ensemble
     modalities: tuple[str, ...] = field(default=("s2", "climate", "landsat"))
+    # max pooling keeps the odd last row / column (GeoFlora's training); the GeoPlant notebooks drop
+    # it (False): the two differ on the 19 x 12 climate and 4 x 21 Landsat cubes, not on even patches
+    pool_ceil_mode: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,11 +83,11 @@ class MultimodalSDM(nn.Module):
         self.config = config
         enc = {}
         if "s2" in config.modalities:
-            enc["s2"] = ResNet6Encoder(config.s2_channels, config.widths)
+            enc["s2"] = ResNet6Encoder(config.s2_channels, config.widths, config.pool_ceil_mode)
         if "climate" in config.modalities:
-            enc["climate"] = ResNet6Encoder(config.climate_shape[0], config.widths)
+            enc["climate"] = ResNet6Encoder(config.climate_shape[0], config.widths, config.pool_ceil_mode)
         if "landsat" in config.modalities:
-            enc["landsat"] = ResNet6Encoder(config.landsat_shape[0], config.widths)
+            enc["landsat"] = ResNet6Encoder(config.landsat_shape[0], config.widths, config.pool_ceil_mode)
         if not enc:
             raise ValueError("an SDM needs at least one modality")
         self.encoders = nn.ModuleDict(enc)

@@ -248,3 +248,17 @@ def test_the_species_table_must_cover_the_model(region):
     assert [s.name for s in species_for(region, [12, 11])] == ["Arnica montana", "Abies alba"]
     with pytest.raises(RegionError, match="lacks 2 of the model's 3 species \\(ids 99, 98\\)"):
         species_for(region, [11, 99, 98])
+
+
+def test_the_regions_eunis_list_is_its_habitat_table(world, tmp_path, monkeypatch):
+    from inference.data import eunis
+
+    monkeypatch.setattr(eunis, "_TABLE", eunis.table().copy())
+    (world / "eunis.csv").write_text("Code,Name\nR,Grasslands\nR2,Mesic grasslands\nR2Z,A made-up mesic type\n"
+                                     "R22,Low and medium altitude hay meadow\n")
+    with pytest.raises(KeyError, match="R2Z"):
+        eunis.habitat("R2Z")
+    create_raster_region(tmp_path / "e", "e", BBOX, _sources(world, habitats="eunis.csv"), log=lambda *_: None)
+    region = load_region(tmp_path / "e")
+    assert region.habitat_codes == ["R2Z", "R22"]
+    assert eunis.habitat("R2Z").name == "A made-up mesic type" and eunis.at_level("R2Z", 1) == "R"

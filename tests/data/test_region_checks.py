@@ -80,3 +80,13 @@ def test_models_that_do_not_fit_the_region_are_refused(tiny_region, tiny_sdm, ti
     monkeypatch.setattr(models.plantbert, "labels", ("T17", "X99"))
     with pytest.raises(RunError, match=r"labels \['X99'\] are not in the EUNIS habitat table"):
         cascade.check_models(region, models)
+
+
+def test_an_sdm_without_conformal_threshold_is_refused(tiny_region, tiny_sdm, monkeypatch):
+    from inference.pipeline import run as cascade
+    from inference.pipeline.stages import models_for
+
+    models = models_for({"sdm": tiny_sdm}, "cpu")
+    monkeypatch.setattr(models, "thresholds", {"f1_optimal": 0.5})  # as an import without calibration data
+    with pytest.raises(RunError, match="has no conformal threshold: calibrate it"):
+        cascade.check_models(load_region(tiny_region), models)
