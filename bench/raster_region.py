@@ -128,7 +128,7 @@ def main() -> None:
     print("|---|---|")
     for part in ("s2", "chelsa", "landsat", "species"):
         print(f"| {part} | {_du(exported / part) / 1e6:.1f} MB |")
-    print(f"| landwater.tif | {(exported / 'landwater.tif').stat().st_size / 1e6:.2f} MB |")
+    print(f"| landwater.tif | {(exported / 'landwater.tif').stat().st_size / 1e3:.0f} kB |")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
 
