@@ -262,3 +262,43 @@ def test_the_regions_eunis_list_is_its_habitat_table(world, tmp_path, monkeypatc
     region = load_region(tmp_path / "e")
     assert region.habitat_codes == ["R2Z", "R22"]
     assert eunis.habitat("R2Z").name == "A made-up mesic type" and eunis.at_level("R2Z", 1) == "R"
+
+
+def test_an_sdm_trained_on_geoplant_maps_a_raster_region(world, tmp_path, monkeypatch):
+    """`geoflora train sdm --geoplant` (GLC24 JPEG patches, cubes) gives a checkpoint that the
+    cascade runs on a raster region whose species table covers its species."""
+    from click.testing import CliRunner
+
+    from backend.cli import main
+    from backend.core.settings import get_settings
+    from inference.pipeline import run as cascade
+    from inference.pipeline.stages import compute_metatile, models_for, run_profile
+    from tests.sdm.test_geoplant import build_glc24
+
+    folder = tmp_path / "glc24"
+    folder.mkdir()
+    build_glc24(folder)
+    monkeypatch.setenv("GEOFLORA_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        r = CliRunner().invoke(main, ["train", "sdm", "--geoplant", str(folder), "--epochs", "1", "--batch-size", "8",
+                                      "--out", str(tmp_path / "sdm.pt")])
+    finally:
+        get_settings.cache_clear()
+    assert r.exit_code == 0, r.output
+    models = models_for({"sdm": tmp_path / "sdm.pt"}, "cpu")
+    with open(tmp_path / "species.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "name", "genus", "family", "growth_form", "iucn", "eu_directive", "invasive", "woody",
+                    "tree", "endemic", "conifer"])
+        for sid in models.species_ids:
+            w.writerow([int(sid), f"Genus{sid} species{sid}", f"Genus{sid}", "Fam", "herb", "LC", 0, 0, 0, 0, 0, 0])
+    create_raster_region(tmp_path / "g", "g", BBOX, _sources(world, species=str(tmp_path / "species.csv")),
+                         log=lambda *_: None)
+    region = load_region(tmp_path / "g")
+    cascade.check_models(region, models)
+    out = compute_metatile(region, TILE, models, run_profile(region, models, n_cells=200))
+    rich = out["indicator.richness"]
+    assert rich.shape == (500, 500) and np.isfinite(rich).all() and (rich >= 0).all()
+    # the two UTM tiles differ, and so do the predictions west and east of the seam
+    assert abs(float(rich[:, :100].mean()) - float(rich[:, -100:].mean())) > 1e-6
