@@ -175,3 +175,23 @@ def test_reports_on_the_raster_region_match_the_generated_run(real, computed, cl
     assert set(rs) == set(gs)
     for sid, n in gs.items():
         assert abs(rs[sid] - n) <= 0.05 * n + 5, sid
+
+
+def test_wms_serves_the_raster_regions_maps_like_the_generated_runs(real, client):
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+    from tests.pixels import decode_png
+
+    params = {"SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": "indicator.richness",
+              "STYLES": "", "CRS": "EPSG:3035", "FORMAT": "image/png", "WIDTH": 100, "HEIGHT": 100,
+              "BBOX": ",".join(str(v) for v in (TILE.y0, TILE.x0, TILE.y0 + 25000, TILE.x0 + 25000))}
+    gen = client.get("/wms", params=params)
+    with TestClient(create_app(real[0])) as c:
+        ras = c.get("/wms", params=params)
+    assert gen.status_code == ras.status_code == 200 and ras.headers["content-type"] == "image/png"
+    a, b = decode_png(gen.content).astype(int), decode_png(ras.content).astype(int)
+    assert a.shape == b.shape and a.shape[1:] == (100, 100)
+    a, b = a[:3], b[:3]
+    assert len(np.unique(b.reshape(3, -1), axis=1).T) > 20  # a map, not a blank image
+    assert (np.abs(a - b).max(0) <= 24).mean() > 0.9

@@ -196,6 +196,11 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
     if index is not None:  # cells that take another cell's inputs (water -> nearest land) take its prediction
         prob = prob.flatten(1)[:, torch.from_numpy(index).to(prob.device)].reshape(prob.shape)
     keep = np.asarray(region.land_mask(tile), bool)[:rows]
+    finite = torch.isfinite(prob).all(0).cpu().numpy()  # a nodata value inside an input's time series
+    if not finite.all():
+        keep = keep & finite
+        if info is not None:
+            info["cells_without_inputs"] = int((~finite).sum())
     if not keep.all():
         prob[:, torch.from_numpy(~keep).to(prob.device)] = 0
     with timer("indicators"):

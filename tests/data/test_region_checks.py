@@ -90,3 +90,27 @@ def test_an_sdm_without_conformal_threshold_is_refused(tiny_region, tiny_sdm, mo
     monkeypatch.setattr(models, "thresholds", {"f1_optimal": 0.5})  # as an import without calibration data
     with pytest.raises(RunError, match="has no conformal threshold: calibrate it"):
         cascade.check_models(load_region(tiny_region), models)
+
+
+def test_cells_whose_inputs_give_no_prediction_are_masked(tiny_region, tiny_sdm, monkeypatch):
+    """A nodata value inside a cube's time series (a CHELSA month with a hole) makes the cell's
+    prediction NaN: the cell is masked in every layer and counted, never written as a number."""
+    import torch
+
+    from inference.grid import MetaTile
+    from inference.pipeline.stages import compute_metatile, models_for, run_profile
+
+    region = load_region(tiny_region)
+    models = models_for({"sdm": tiny_sdm}, "cpu")
+    profile = run_profile(region, models, n_cells=200)
+    tile = MetaTile(4200000, 2800000)
+    real = models.sdm.probabilities(region, tile)
+    holed = real.clone()
+    holed[:, 10:12, 20:25] = float("nan")
+    monkeypatch.setattr(models.sdm, "probabilities", lambda *a, **k: holed.clone())
+    info = {}
+    out = compute_metatile(region, tile, models, profile, info=info)
+    assert info["cells_without_inputs"] == 10
+    assert (out["indicator.richness"][10:12, 20:25] == -1).all() and (out["trait.height"][10:12, 20:25] == -1).all()
+    assert np.isfinite(out["indicator.richness"]).all() and (out["indicator.richness"][0] >= 0).all()
+    assert torch.isfinite(real).all()
