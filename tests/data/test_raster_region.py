@@ -26,6 +26,7 @@ from inference.data.region import load_region
 from inference.grid import METATILE_M, MetaTile
 
 TILE = MetaTile(4200000, 2800000)
+GEOPLANT_SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "geoplant_samples"
 BBOX = TILE.bounds
 MID = TILE.x0 + METATILE_M / 2
 
@@ -264,6 +265,7 @@ def test_the_regions_eunis_list_is_its_habitat_table(world, tmp_path, monkeypatc
     assert eunis.habitat("R2Z").name == "A made-up mesic type" and eunis.at_level("R2Z", 1) == "R"
 
 
+@pytest.mark.skipif(not GEOPLANT_SAMPLES.is_dir(), reason="shared reference samples not available")
 def test_an_sdm_trained_on_geoplant_maps_a_raster_region(world, tmp_path, monkeypatch):
     """`geoflora train sdm --geoplant` (GLC24 JPEG patches, cubes) gives a checkpoint that the
     cascade runs on a raster region whose species table covers its species."""
