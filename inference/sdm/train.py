@@ -186,14 +186,26 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
     cal_prob = predict(model, norm, cal_pa)
     t_conf = conformal.global_threshold(cal_pa.labels, cal_prob, config.alpha)
     t_f1 = conformal.f1_optimal_threshold(cal_pa.labels, cal_prob)
+    thresholds = {"alpha": config.alpha, "conformal_global": t_conf, "f1_optimal": t_f1}
+    if cal_pa.block is not None:  # conformal risk control over whole calibration blocks (reported, not used yet)
+        thresholds["conformal_blocks"] = conformal.block_threshold(cal_pa.labels, cal_prob, cal_pa.block, config.alpha)
+        thresholds["calibration_blocks"] = int(len(np.unique(cal_pa.block[cal_pa.labels.any(1)])))
     report = {"train_seconds": round(time.perf_counter() - t0, 1), "epochs": state["epoch"],
               "history": state["history"], "n_train": len(train), "n_cal": len(cal_pa), "n_test": len(test_pa),
-              "thresholds": {"alpha": config.alpha, "conformal_global": t_conf, "f1_optimal": t_f1}}
+              "thresholds": thresholds}
     if len(test_pa):
         test_prob = predict(model, norm, test_pa)
         report["test"] = evaluate(test_pa.labels, test_prob, t_f1, test_pa.p_true)
         report["test"]["omission_at_conformal"] = conformal.omission_rate(test_pa.labels, test_prob, t_conf)
         report["test"]["mean_set_size_at_conformal"] = float((test_prob >= t_conf).sum(1).mean())
+        if "conformal_blocks" in thresholds and test_pa.block is not None:
+            t_blk = thresholds["conformal_blocks"]
+            report["test"]["block_omission_at_conformal"] = conformal.block_omission(test_pa.labels, test_prob,
+                                                                                     test_pa.block, t_conf)
+            report["test"]["omission_at_conformal_blocks"] = conformal.omission_rate(test_pa.labels, test_prob, t_blk)
+            report["test"]["block_omission_at_conformal_blocks"] = conformal.block_omission(
+                test_pa.labels, test_prob, test_pa.block, t_blk)
+            report["test"]["mean_set_size_at_conformal_blocks"] = float((test_prob >= t_blk).sum(1).mean())
         if test_pa.p_true is not None:  # richness bias: predicted vs true expected species per 100 m2 plot
             report["test"]["richness"] = {"true": float(test_pa.p_true.sum(1).mean()),
                                           "predicted_raw": float(raw_test_prob.sum(1).mean()),

@@ -285,8 +285,15 @@ def test_cleaning_loop_removes_injected_noise(photos, feats, split):
     ranked = np.array(rec["step2"]["ranked_index"])
     is_swapped = np.isin(np.arange(len(photos)), swapped)
     assert is_swapped[ranked].mean() > 3 * is_swapped[np.setdiff1d(kept1, ranked)].mean()
-    # the turning point is one of the candidates and the curve covers them all
-    assert rec["step2"]["turning_point"] in (0.0, 0.1) and len(rec["step2"]["curve"]) == 2
+    # the curve scores every candidate, and the turning point is the smallest fraction within the
+    # tolerance of the best reference score (the rule), with that many photos dropped
+    curve = rec["step2"]["curve"]
+    assert [c["fraction"] for c in curve] == [0.0, 0.1]
+    assert [c["dropped"] for c in curve] == [0, round(0.1 * len(kept1))]
+    best = max(c["reference_r2"] for c in curve)
+    rule = min(c["fraction"] for c in curve if c["reference_r2"] >= best - cfg.turning_tolerance)
+    assert rec["step2"]["turning_point"] == rule
+    assert rec["step2"]["dropped"] == round(rule * len(kept1)) == len(rec["step2"]["dropped_index"])
     # the screen flags the photos without a plant everywhere, not only in training
     keep = screen.keep(feats)
     assert (~keep[non_plant]).mean() > 3 * (~keep[~non_plant]).mean() and (~keep[~non_plant]).mean() < 0.1
