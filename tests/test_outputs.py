@@ -210,13 +210,15 @@ def test_species_layers_hold_the_probabilities_of_species_present_somewhere(comp
 
     settings, sessions, run_id = computed
     with sessions() as session:
-        t = session.get(Run, run_id).config["profile"]["threshold"]
+        config = session.get(Run, run_id).config
+        t, t_map = config["profile"]["threshold"], config["species_map_threshold"]
         layers = {lay.id: lay for lay in session.scalars(select(Layer).where(Layer.run_id == run_id))}
     (manifest_path,) = (settings.data_dir / "runs" / run_id / "metatiles").glob("*/manifest.json")
     manifest = json.loads(manifest_path.read_text())
     tile = MetaTile.from_id(manifest["tile"])
     region = load_region(tiny_region)
-    model, norm, _ = load_sdm(tiny_sdm)
+    model, norm, ck = load_sdm(tiny_sdm)
+    assert t == ck["thresholds"]["conformal_global"] and t_map == ck["thresholds"]["f1_optimal"]
     rng = np.random.default_rng(2)
     rows, cols = rng.integers(0, 500, 48), rng.integers(0, 500, 48)
     x, y = region.cell_centres(tile)
@@ -235,7 +237,8 @@ def test_species_layers_hold_the_probabilities_of_species_present_somewhere(comp
         # 32 px model than for the demo model; see tests/sdm)
         assert np.abs(got - p[:, ids.index(sid)]).mean() < 0.025
         assert layers[f"species.{sid}"].species_id == sid
-        assert layers[f"species.{sid}.presence"].colormap == f"presence-{int(np.ceil(t * 250 - 1e-9)):03d}"
+        # presence maps at the F1-optimal threshold of the checkpoint, assemblages at the conformal one
+        assert layers[f"species.{sid}.presence"].colormap == f"presence-{int(np.ceil(t_map * 250 - 1e-9)):03d}"
     # Species in no assemblage anywhere get no file and no layer.
     for sid in set(ids) - set(manifest["species"]):
         assert f"species.{sid}" not in layers

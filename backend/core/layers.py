@@ -70,7 +70,9 @@ def species_probability_text(name: str) -> tuple[str, str]:
 def species_presence_text(name: str, threshold: float) -> tuple[str, str]:
     """(title, description) of a species' predicted-presence layer."""
     return (f"{name} (predicted presence)",
-            f"Cells whose assemblage contains {name}: probability at or above the conformal threshold {threshold:.3g}.")
+            f"Cells where {name} is predicted present: probability at or above {threshold:.3g}, the threshold that "
+            f"maximises the F1 score on the calibration blocks (the paper's rule for species maps; assemblages, "
+            f"indicators and reports use the lower conformal threshold).")
 
 
 class SnapshotSource(Protocol):

@@ -161,11 +161,12 @@ def _layer_rows(settings: Settings, run_id: str, mosaics: list[cascade.Mosaic],
 
 def _species_layer_rows(settings: Settings, run_id: str, mosaics: dict[int, Path], region,
                         threshold: float) -> list[dict]:
-    """Probability and presence layers of every species in the assemblage of some cell of the run."""
+    """Probability and presence layers of every species in the assemblage of some cell of the run;
+    ``threshold`` draws the presence maps (the run's F1-optimal species-map threshold)."""
     names = {int(sp.id): sp.name for sp in region.species}
     t_code = min(PROBABILITY_CODE_SCALE, max(1, math.ceil(threshold * PROBABILITY_CODE_SCALE - 1e-9)))
     presence_legend = {"type": "categorical", "items": [
-        {"value": 1, "label": f"present (probability >= {threshold:.3g}, the conformal threshold)",
+        {"value": 1, "label": f"present (probability >= {threshold:.3g}, the F1-optimal threshold)",
          "color": hex_color(PRESENCE_COLOR)}]}
     prob_legend = continuous_legend("ylgn", 0.0, 1.0, "probability")
     rows = []
@@ -233,7 +234,8 @@ def finalize_run(settings: Settings, sessions: sessionmaker[Session], run_id: st
     with sessions.begin() as session:  # the run is not complete yet: no client sees these rows
         session.execute(delete(Layer).where(Layer.run_id == run_id))  # a finaliser that died half-way
         session.add_all(_layer_rows(settings, run_id, mosaics, trait_coverage(settings, run_id, tile_ids)))
-        rows = _species_layer_rows(settings, run_id, species, region, float(config["profile"]["threshold"]))
+        rows = _species_layer_rows(settings, run_id, species, region,
+                                   float(config.get("species_map_threshold", config["profile"]["threshold"])))
         if rows:
             session.execute(Layer.__table__.insert(), rows)  # one bulk insert (a run registers thousands)
         _register_flora(session, region)

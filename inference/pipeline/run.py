@@ -128,6 +128,9 @@ def plan_run(region_path: Path, checkpoints: Mapping[str, Path | None], device: 
         "region_path": str(region_path.resolve()),
         "checkpoints": {kind: str(path.resolve()) for kind, path in checked.items()},
         "habitat_labels": list(models.plantbert.labels) if models.plantbert is not None else None,
+        # binary species maps: the F1-optimal threshold chosen on the calibration blocks (the paper's
+        # rule); the assemblages keep the conformal one (profile.threshold)
+        "species_map_threshold": float(models.thresholds.get("f1_optimal", profile.threshold)),
         "profile": profile.to_dict(),
     }
     config["outputs"] = [o.layer_id for o in expected_outputs(region, config)]
