@@ -40,7 +40,6 @@ from __future__ import annotations
 import glob
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -57,7 +56,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 from scipy import ndimage
 
-from backend.core.atomic import write_json
+from backend.core.atomic import write_bytes, write_json
 from backend.core.errors import RegionError
 from inference.grid import CELL_M, CELLS_PER_METATILE, METATILE_M, MetaTile, Region
 
@@ -541,7 +540,7 @@ def create_raster_region(out_dir: Path, name: str, bbox: tuple[float, float, flo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "region.json").unlink(missing_ok=True)  # unfinished until written again
-    shutil.copyfile(sources["species"], out_dir / "species.csv")
+    write_bytes(out_dir / "species.csv", Path(sources["species"]).read_bytes())
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "name": name, "crs": "EPSG:3035",
             "origin": [origin.x0, origin.y0], "nx": nx, "ny": ny, "bounds": list(box),
             "metatiles": [t.id for t in grid.metatiles()], "sources": sources,
