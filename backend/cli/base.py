@@ -61,11 +61,19 @@ class RegionRef:
                                        f"run `{mk.train_command} --region {self.name}`")
         return path
 
-    def load(self):
-        """The region itself (its rasters, flora and plots), loaded from :meth:`require`'s folder."""
+    def load(self, needs: str | None = None):
+        """The region itself (its rasters, flora and plots), loaded from :meth:`require`'s folder.
+        ``needs`` (e.g. "survey plots", "the truth") names what only a generated region has: a
+        click error says so for a region made from rasters."""
+        from inference.data.interface import has_truth  # torch: only for commands that read a region
         from inference.data.region import load_region  # torch: only for commands that read a region
 
-        return load_region(self.require())
+        region = load_region(self.require())
+        if needs and not has_truth(region):
+            raise click.ClickException(f"region {self.name!r} is made from rasters: it has no {needs}, which this "
+                                       f"command reads from a generated region (see docs/real-region.md for what "
+                                       f"trains on real data)")
+        return region
 
 
 def region_option(help_text: str = "Region name (default: the demo region)."):

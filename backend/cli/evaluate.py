@@ -31,7 +31,7 @@ def evaluate_plantbert_cmd(region, model_path, sdm_path, no_sdm, n_test) -> None
     settings = get_settings()
     name = region.name
     model_path = region.checkpoint("plantbert", model_path)
-    region = region.load()
+    region = region.load(needs="truth to evaluate against")
     if not no_sdm:
         sdm_path = sdm_path or settings.layout.checkpoint(name, "sdm")
         if not sdm_path.is_file():
@@ -55,7 +55,7 @@ def evaluate_sdm_cmd(region, sdm_path, seed) -> None:
     from inference.sdm.compare import compare_sdm, format_table  # torch: only for this command
 
     sdm_path = region.checkpoint("sdm", sdm_path)
-    region = region.load()
+    region = region.load(needs="truth to evaluate against")
     rows = compare_sdm(region, sdm_path, seed=seed, log=click.echo)
     table = format_table(rows)
     write_text(sdm_path.parent / "comparison.md", table + "\n")
@@ -83,7 +83,7 @@ def evaluate_botaclip_cmd(region, sdm_path, botaclip_path, seed) -> None:
     settings = get_settings()
     sdm_path = region.checkpoint("sdm", sdm_path)
     botaclip_path = region.checkpoint("botaclip", botaclip_path)
-    region = region.load()
+    region = region.load(needs="truth to evaluate against")
     model = load_botaclip(botaclip_path, settings.eo_encoder_path)
     tables = compare_with_embeddings(region, sdm_path, model, seed=seed, log=click.echo)
     timing = time_metatile(region, model)
@@ -114,7 +114,7 @@ def evaluate_traits_cmd(region, sdm_path, grid_m, min_photos, folds, size, epoch
 
     settings = get_settings()
     name = region.name
-    region = region.load()
+    region = region.load(needs="truth to evaluate against")
     config = TraitTrainConfig(size=size, seed=seed, device=settings.device)
     if epochs:
         config.epochs = epochs

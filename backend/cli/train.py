@@ -73,7 +73,7 @@ def train_sdm_cmd(region, geoplant_dir, out, size, epochs, batch_size, optimizer
         from inference.sdm.dataset import region_samples  # torch: only for this command
 
         name = region.name
-        region = region.load()
+        region = region.load(needs="survey plots or presence-only records (train on GeoPlant with --geoplant DIR)")
         click.echo(f"reading samples of region {name!r}...")
         data = region_samples(region, seed=seed, use_po=not no_po, s2_size=s2_size)
         out = out or settings.layout.checkpoint(name, "sdm")
@@ -113,7 +113,7 @@ def train_botaclip_cmd(region, out, encoder_path, epochs, ssl_steps, reg_weight,
 
     settings = get_settings()
     name = region.name
-    region = region.load()
+    region = region.load(needs="survey plots (BotaCLIP pairs each plot's species list with its image)")
     config = BotaCLIPConfig(seed=seed, reg_weight=settings.botaclip_reg_weight if reg_weight is None else reg_weight)
     if epochs:
         config.epochs = epochs
@@ -151,7 +151,7 @@ def train_traits_cmd(region, csv_path, out, size, epochs, no_clean, reference, s
     if csv_path is None:
 
         name = region.name
-        csv_path = region.load().photos_csv
+        csv_path = region.load(needs="photos (give a PlantTraitNet CSV with --csv)").photos_csv
     else:
         name = region.given or csv_path.resolve().parent.name
     config = TraitTrainConfig(size=size, clean=not no_clean, reference=reference, seed=seed, device=settings.device)
@@ -228,7 +228,7 @@ def train_plantbert_cmd(region, out, size, epochs, mlm_epochs, n_plots, eunis_pa
         click.echo(f"EUNIS list {eunis_path}: {len(eunis.load_list(eunis_path))} codes")
     settings = get_settings()
     name = region.name
-    region = region.load()
+    region = region.load(needs=None if plots_dir is not None else "vegetation plots (give EVA plots with --plots DIR)")
     config = PlantBertConfig(size=size, seed=seed, lr=lr, device=settings.device)
     for key, value in (("cls_epochs", epochs), ("mlm_epochs", mlm_epochs), ("n_plots", n_plots),
                        ("sdm_lists", sdm_lists), ("true_lists", true_lists), ("finetune_epochs", finetune_epochs),

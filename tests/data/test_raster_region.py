@@ -304,3 +304,26 @@ def test_an_sdm_trained_on_geoplant_maps_a_raster_region(world, tmp_path, monkey
     assert rich.shape == (500, 500) and np.isfinite(rich).all() and (rich >= 0).all()
     # the two UTM tiles differ, and so do the predictions west and east of the seam
     assert abs(float(rich[:, :100].mean()) - float(rich[:, -100:].mean())) > 1e-6
+
+
+def test_commands_that_need_a_generated_region_say_so_for_a_raster_region(region, tmp_path, monkeypatch):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from backend.cli import main
+    from backend.core.settings import get_settings
+
+    data = tmp_path / "data"
+    shutil.copytree(region.path, data / "regions" / "real")
+    monkeypatch.setenv("GEOFLORA_DATA_DIR", str(data))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        for args, needs in ((["train", "sdm"], "--geoplant DIR"), (["train", "botaclip"], "survey plots"),
+                            (["train", "traits"], "--csv"), (["train", "plantbert"], "--plots DIR")):
+            r = runner.invoke(main, [*args, "--region", "real"])
+            assert r.exit_code == 1 and "is made from rasters" in r.output and needs in r.output, (args, r.output)
+            assert "Traceback" not in r.output
+    finally:
+        get_settings.cache_clear()
