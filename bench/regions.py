@@ -31,7 +31,7 @@ from inference.sdm import conformal  # noqa: E402
 from inference.sdm.dataset import region_samples  # noqa: E402
 from inference.sdm.metrics import evaluate  # noqa: E402
 from inference.sdm.model import load_sdm  # noqa: E402
-from inference.sdm.train import TrainConfig, predict, train_sdm  # noqa: E402
+from inference.sdm.train import SUB_BLOCK_M, TrainConfig, predict, train_sdm  # noqa: E402
 from inference.splits import CAL, TEST, spatial_blocks  # noqa: E402
 
 # (name, seed, lower-left EPSG:3035 x, y, bioregion): the default place (Black Forest and Gaeu,
@@ -43,7 +43,6 @@ REGIONS = [
     ("mediterranean-seed2", 2, 3_600_000, 2_275_000, "MEDITERRANEAN"),
 ]
 ALPHAS = (0.05, 0.1, 0.2)
-SUB_BLOCK_M = 5_000  # "sub-blocks": the same risk control over the 5 km quarters of the calibration blocks
 METHODS = ("global", "blocks", "sub-blocks")
 
 
