@@ -21,7 +21,6 @@ hierarchy is closed. A code no loaded list knows raises :class:`UnknownHabitatCo
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import threading
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from backend.core.errors import DataFormatError, NotFound
 from backend.core.errors import Found as _D
+from inference.data.tables import DEFAULT_ENCODING, records
 
 BUILTIN = "built-in"
 
@@ -188,52 +188,30 @@ def code_ancestors(code: str) -> list[str]:
 # EUNIS list files (Code,Name)
 
 _EUNIS_RE = re.compile(r"^[A-Z][A-Z0-9]*(\.[A-Z0-9]+)?$")
-_DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, tolerating a byte-order mark (Excel exports)
+_DEFAULT_ENCODING = DEFAULT_ENCODING
 _COLUMNS = ("Code", "Name")
 
 
 def _code_name_rows(path: str, encoding: str) -> list[tuple[int, str, str]]:
     """(line, code, name) of every record of a ``Code,Name`` CSV, stripped; the line is the
-    record's first physical line (header = its line). The same checks and messages as the
-    readers' tables (:mod:`inference.data.readers`), which cannot be imported here (torch)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
+    record's first physical line (header = its line)."""
     what = "EUNIS Code,Name CSV"
-    rows: list[tuple[int, str, str]] = []
-    header: list[str] | None = None
-    header_line, prev = 0, 0
-    with open(path, encoding=encoding, newline="") as fh:
-        reader = csv.reader(fh)
-        try:
-            for row in reader:
-                start, prev = prev + 1, reader.line_num
-                if not row or (len(row) == 1 and row[0].strip() == ""):
-                    continue
-                if header is None:
-                    header, header_line = [h.strip() for h in row], start
-                    for other, sep in ((";", "semicolon"), ("\t", "tab")):
-                        if len(header) == 1 and other in header[0]:
-                            raise DataFormatError(path, f"a comma-separated header ({what}); this header "
-                                                  f"looks {sep}-separated", line=start, got=row[0])
-                    missing = [c for c in _COLUMNS if c not in header]
-                    if missing:
-                        raise DataFormatError(
-                            path, f"a column {missing[0]!r} in the header (required: 'Code', 'Name')",
-                            line=start, field=missing[0], got=_D(f"columns {', '.join(map(repr, header))}"))
-                    index = [header.index(c) for c in _COLUMNS]
-                    continue
-                if len(row) != len(header):
-                    raise DataFormatError(path, f"{len(header)} comma-separated fields as in the header "
-                                          f"(line {header_line})", line=start, got=_D(f"{len(row)} fields"))
-                rows.append((start, row[index[0]].strip(), row[index[1]].strip()))
-        except UnicodeDecodeError as exc:
-            raise DataFormatError(path, f"text in encoding {encoding!r} (pass encoding=... for another)",
-                                  line=prev + 1, got=_D(f"undecodable bytes ({exc.reason})")) from exc
-        except csv.Error as exc:
-            raise DataFormatError(path, f"well-formed {what}", line=prev + 1, got=_D(f"{exc}")) from exc
-    if header is None:
-        raise DataFormatError(path, "a header line with column(s) 'Code', 'Name'", line=1, got=_D("empty file"))
-    return rows
+    index: list[int] = []
+
+    def check(header: list[str], line: int, first: str) -> None:
+        for other, sep in ((";", "semicolon"), ("\t", "tab")):
+            if len(header) == 1 and other in header[0]:
+                raise DataFormatError(path, f"a comma-separated header ({what}); this header looks {sep}-separated",
+                                      line=line, got=first)
+        missing = [c for c in _COLUMNS if c not in header]
+        if missing:
+            raise DataFormatError(path, f"a column {missing[0]!r} in the header (required: 'Code', 'Name')",
+                                  line=line, field=missing[0], got=_D(f"columns {', '.join(map(repr, header))}"))
+        index[:] = [header.index(c) for c in _COLUMNS]
+
+    return [(line, row[index[0]].strip(), row[index[1]].strip())
+            for line, row in records(path, header=check, encoding=encoding, what=what,
+                                     empty="a header line with column(s) 'Code', 'Name'")]
 
 
 def read_eunis_codes(path: str | os.PathLike, *, encoding: str = _DEFAULT_ENCODING) -> dict[str, HabitatType]:

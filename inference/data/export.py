@@ -55,8 +55,8 @@ def _write(path: Path, arr: np.ndarray, crs, transform, nodata, scales=None, off
     return path
 
 
-def _warp(src: np.ndarray, src_crs, src_transform, dst_crs, dst_res, bounds, src_nodata, dst_nodata,
-          resolution_exact: bool = False) -> tuple[np.ndarray, Affine]:
+def _warp(src: np.ndarray, src_crs, src_transform, dst_crs, dst_res, bounds, src_nodata,
+          dst_nodata) -> tuple[np.ndarray, Affine]:
     """``src`` [bands, h, w] onto ``dst_crs`` at ``dst_res`` over ``bounds`` (given in EPSG:3035)."""
     b = transform_bounds("EPSG:3035", dst_crs, *bounds, densify_pts=51)
     left, bottom = np.floor(b[0] / dst_res) * dst_res, np.floor(b[1] / dst_res) * dst_res

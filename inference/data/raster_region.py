@@ -38,7 +38,6 @@ masked, and ``region create`` reports them per meta-tile with the file and windo
 from __future__ import annotations
 
 import glob
-import json
 import math
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -254,17 +253,28 @@ def _to_crs(crs: str) -> Transformer:
     return Transformer.from_crs("EPSG:3035", crs, always_xy=True)
 
 
-def _sample(path: str, band: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _rowcol(ds, x: np.ndarray, y: np.ndarray, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the pixel of ``ds`` containing each EPSG:3035 point; ``cache`` keeps them
+    per grid, so the files of one cube (912 CHELSA months on one grid) transform the points once."""
+    key = (ds.crs.to_string(), tuple(ds.transform)[:6])
+    if cache is not None and key in cache:
+        return cache[key]
+    sx, sy = _to_crs(key[0]).transform(x, y)
+    col, row = ~ds.transform * (np.asarray(sx), np.asarray(sy))
+    out = np.floor(row).astype(np.int64), np.floor(col).astype(np.int64)
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
+def _sample(path: str, band: int, x: np.ndarray, y: np.ndarray, cache: dict | None = None) -> np.ndarray:
     """float64 values of ``band`` at EPSG:3035 points (the pixel containing each point; NaN
-    outside the raster or at nodata)."""
+    outside the raster or at nodata); ``cache``: see :func:`_rowcol`."""
     out = np.full(len(x), np.nan)
     if not len(x):
         return out
     with rasterio.open(path) as ds:
-        sx, sy = _to_crs(ds.crs.to_string()).transform(x, y)
-        inv = ~ds.transform
-        col, row = inv * (np.asarray(sx), np.asarray(sy))
-        col, row = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
+        row, col = _rowcol(ds, x, y, cache)
         ok = (row >= 0) & (col >= 0) & (row < ds.height) & (col < ds.width)
         if not ok.any():
             return out
@@ -279,9 +289,8 @@ def _sample(path: str, band: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _pixel_keys(path: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     with rasterio.open(path) as ds:
-        sx, sy = _to_crs(ds.crs.to_string()).transform(x, y)
-        col, row = ~ds.transform * (np.asarray(sx), np.asarray(sy))
-    return np.floor(row).astype(np.int64) * 1_000_003 + np.floor(col).astype(np.int64)
+        row, col = _rowcol(ds, x, y)
+    return row * 1_000_003 + col
 
 
 class RasterRegion:
@@ -330,25 +339,33 @@ class RasterRegion:
         return land.reshape(x.shape)
 
     @lru_cache(maxsize=4)  # noqa: B019 - a region object lives as long as its process's cache
-    def _inputs_valid(self, tile: MetaTile) -> np.ndarray:
-        """bool [500, 500]: the cell has data in every input (S2 at its pixel, the first climate
-        and Landsat rasters of each variable / band)."""
+    def _coverage(self, tile: MetaTile) -> dict[tuple[str, str], np.ndarray]:
+        """(input, file) -> bool [500, 500]: the cells with data in that file (the first climate and
+        Landsat raster of each variable / band; Sentinel-2 at each cell centre's pixel, all files)."""
+        n = CELLS_PER_METATILE
         x, y = self.cell_centres(tile)
         x, y = x.ravel(), y.ravel()
-        ok = np.ones(x.size, bool)
+        out, pixels = {}, {}
         for kind, keys in (("climate", [f"{v}/{CLIMATE_YEARS[0]}/1" for v in CLIMATE_VARS]),
                            ("landsat", [f"{b}/{LANDSAT_YEARS[0]}/1" for b in LANDSAT_BANDS])):
             for key in keys:
-                f = self.sources[kind]["files"][key]
-                ok &= np.isfinite(_sample(f["path"], 1, x, y))
-        s2 = self._s2_centres(tile)
-        ok &= s2.ravel()
-        return ok.reshape(CELLS_PER_METATILE, CELLS_PER_METATILE)
+                path = self.sources[kind]["files"][key]["path"]
+                out[(kind, path)] = np.isfinite(_sample(path, 1, x, y, pixels)).reshape(n, n)
+        files = [g["bands"][0][0] for g in self.sources["sentinel2"]["sets"]
+                 if _overlaps(_footprint(g["bands"][0][0]), tile.bounds)]
+        out[("sentinel2", ", ".join(files) or "(none overlaps)")] = self._s2_centres(tile)
+        return out
+
+    def _inputs_valid(self, tile: MetaTile) -> np.ndarray:
+        """bool [500, 500]: the cell has data in every input (:meth:`_coverage`)."""
+        return np.logical_and.reduce(list(self._coverage(tile).values()))
 
     def _s2_centres(self, tile: MetaTile) -> np.ndarray:
-        """bool [500, 500]: the S2 pixel of every cell centre has data in all four bands."""
-        img = self.s2_window(tile.x0, tile.y0 + METATILE_M, 2500, 2500, valid_only=True)
-        return img[2::5, 2::5]
+        """bool [500, 500]: the S2 pixel of every cell centre has data in all four bands (a
+        nearest-neighbour warp onto the 50 m cells samples the source pixel under each centre,
+        as the 10 m grid's pixel holding the centre would, at a 25th of the pixels)."""
+        return self.s2_window(tile.x0, tile.y0 + METATILE_M, CELLS_PER_METATILE, CELLS_PER_METATILE,
+                              valid_only=True, res=CELL_M)
 
     @lru_cache(maxsize=4)  # noqa: B019
     def _mapped(self, tile: MetaTile) -> tuple[np.ndarray, np.ndarray | None]:
@@ -372,13 +389,16 @@ class RasterRegion:
         return self._mapped(tile)[1]
 
     # ---- Sentinel-2
-    def s2_window(self, left: float, top: float, width: int, height: int, valid_only: bool = False) -> np.ndarray:
+    def s2_window(self, left: float, top: float, width: int, height: int, valid_only: bool = False,
+                  res: float = S2_RES) -> np.ndarray:
+        """``valid_only``: the bool [height, width] mask of pixels with data in every band instead;
+        ``res``: another pixel size than 10 m (the validity of the cell centres)."""
         spec = self.sources["sentinel2"]
-        dst = Affine(S2_RES, 0.0, left, 0.0, -S2_RES, top)
-        bounds = (left, top - height * S2_RES, left + width * S2_RES, top)
+        resampling = Resampling[spec["resampling"]] if res == S2_RES else Resampling.nearest
+        dst = Affine(res, 0.0, left, 0.0, -res, top)
+        bounds = (left, top - height * res, left + width * res, top)
         out = np.zeros((4, height, width), np.float64)
         filled = np.zeros((height, width), bool)
-        resampling = Resampling[spec["resampling"]]
         for group in spec["sets"]:
             nodata = group["nodata"]
             stack, ok = [], np.ones((height, width), bool)
@@ -430,13 +450,14 @@ class RasterRegion:
     def _cube(self, kind: str, names: tuple, years: tuple, steps: tuple, x, y) -> np.ndarray:
         x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
         files = self.sources[kind]["files"]
+        pixels: dict = {}
         cube = np.empty((len(x), len(names), len(steps) if kind == "landsat" else len(years),
                          len(years) if kind == "landsat" else len(steps)), np.float32)
         for i, v in enumerate(names):
             for j, yr in enumerate(years):
                 for k, st in enumerate(steps):
                     f = files[f"{v}/{yr}/{st}"]
-                    vals = _sample(f["path"], 1, x, y) * f["scale"] + f["offset"]
+                    vals = _sample(f["path"], 1, x, y, pixels) * f["scale"] + f["offset"]
                     if kind == "climate":  # physical units -> CHELSA's DN
                         vals = (vals - CHELSA_OFFSET[v]) / CHELSA_SCALE[v]
                     if kind == "landsat":
@@ -553,21 +574,11 @@ def create_raster_region(out_dir: Path, name: str, bbox: tuple[float, float, flo
         valid = region._inputs_valid(tile)
         land = region._land(tile)
         entry = {"cells_with_inputs": float(valid.mean()), "land": float(land.mean()), "gaps": []}
-        if not valid.all():
-            x, y = region.cell_centres(tile)
-            for kind in ("climate", "landsat"):
-                f = next(iter(sources[kind]["files"].values()))["path"]
-                v = np.isfinite(_sample(f, 1, x.ravel(), y.ravel()))
-                if not v.all():
-                    entry["gaps"].append({"input": kind, "file": f, "missing_share": float(1 - v.mean()),
-                                          "window": _tile_window(f, tile)})
-            s2 = region._s2_centres(tile)
-            if not s2.all():
-                files = [g["bands"][0][0] for g in sources["sentinel2"]["sets"]
-                         if _overlaps(_footprint(g["bands"][0][0]), tile.bounds)]
-                entry["gaps"].append({"input": "sentinel2", "file": ", ".join(files) or "(none overlaps)",
-                                      "missing_share": float(1 - s2.mean()),
-                                      "window": "; ".join(_tile_window(f, tile) for f in files)})
+        for (kind, files), ok in region._coverage(tile).items():
+            if not ok.all():
+                windows = "; ".join(_tile_window(f, tile) for f in files.split(", ") if not f.startswith("("))
+                entry["gaps"].append({"input": kind, "file": files, "missing_share": float(1 - ok.mean()),
+                                      "window": windows or "(no file)"})
         coverage[tile.id] = entry
         log(f"{tile.id}: {entry['cells_with_inputs']:.1%} of cells have every input, {entry['land']:.1%} land")
         for gap in entry["gaps"]:
@@ -585,7 +596,3 @@ def load_raster_region(path: Path, meta: dict) -> RasterRegion:
         raise RegionError(f"{path}: raster region of version {meta.get('version')}; this GeoFlora reads "
                           f"version {FORMAT_VERSION}")
     return RasterRegion(Path(path), meta)
-
-
-def read_meta(path: Path) -> dict:
-    return json.loads((Path(path) / "region.json").read_text())

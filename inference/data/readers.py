@@ -29,7 +29,6 @@ Only numpy, torch, rasterio, Pillow and the standard library are used.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import os
@@ -50,6 +49,7 @@ from backend.core.errors import DataFormatError
 from backend.core.errors import Found as _D
 from inference.data import eunis as _eunis
 from inference.data.eunis import code_ancestors, code_level, code_parent
+from inference.data.tables import DEFAULT_ENCODING, SEPARATOR_NAMES, records
 
 PathLike = str | os.PathLike
 
@@ -114,7 +114,7 @@ __all__ = [
 # Delimited text helpers
 # --------------------------------------------------------------------------------------------
 
-_DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, tolerating a byte-order mark (Excel exports)
+_DEFAULT_ENCODING = DEFAULT_ENCODING
 
 
 @dataclass
@@ -146,91 +146,36 @@ def _read_table(
     stripped of surrounding whitespace. Column names are matched exactly after stripping.
     """
     p = str(path)
-    if not os.path.exists(p):
-        raise FileNotFoundError(p)
     wanted = list(dict.fromkeys([*required, *optional]))
-    sep_name = {",": "comma", "\t": "tab", ";": "semicolon"}.get(delimiter, repr(delimiter))
-    with open(p, encoding=encoding, newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header: list[str] | None = None
-        header_line = 0
-        index: dict[str, int] = {}
-        ncol = 0
-        records: list[list[str]] = []
-        lines: list[int] = []
-        prev = 0
-        try:
-            for row in reader:
-                start = prev + 1
-                prev = reader.line_num
-                if not row or (len(row) == 1 and row[0].strip() == ""):
-                    continue
-                if header is None:
-                    header = [h.strip() for h in row]
-                    header_line = start
-                    if len(header) == 1 and len(wanted) > 1:
-                        for other, name in ((";", "semicolon"), ("\t", "tab"), (",", "comma")):
-                            if other != delimiter and other in header[0]:
-                                raise DataFormatError(
-                                    p,
-                                    f"a {sep_name}-separated header ({what}); this header looks "
-                                    f"{name}-separated",
-                                    line=start,
-                                    got=row[0],
-                                )
-                    dups = sorted({h for h in header if header.count(h) > 1 and h})
-                    if dups:
-                        raise DataFormatError(
-                            p, "unique column names in the header", line=start, field=dups[0],
-                            got=_D(f"column {dups[0]!r} {header.count(dups[0])} times"),
-                        )
-                    missing = [c for c in required if c not in header]
-                    if missing:
-                        raise DataFormatError(
-                            p,
-                            f"a column {missing[0]!r} in the header (required: "
-                            f"{', '.join(map(repr, required))})",
-                            line=start,
-                            field=missing[0],
-                            got=_D(f"columns {', '.join(map(repr, header))}"),
-                        )
-                    if keep_all:
-                        wanted = list(dict.fromkeys([*wanted, *(h for h in header if h)]))
-                    index = {c: header.index(c) for c in wanted if c in header}
-                    ncol = len(header)
-                    continue
-                if len(row) != ncol:
-                    raise DataFormatError(
-                        p,
-                        f"{ncol} {sep_name}-separated fields as in the header (line "
-                        f"{header_line})",
-                        line=start,
-                        got=_D(f"{len(row)} fields"),
-                    )
-                records.append(row)
-                lines.append(start)
-        except UnicodeDecodeError as exc:
-            # The decoder works on blocks: find the offending line in the raw bytes.
-            line, bad = prev + 1, exc.object[exc.start : exc.end]
-            with open(p, "rb") as raw_fh:
-                raw = raw_fh.read()
-            try:
-                raw.decode(encoding)
-            except UnicodeDecodeError as exc2:
-                line, bad = raw.count(b"\n", 0, exc2.start) + 1, raw[exc2.start : exc2.end]
-            raise DataFormatError(
-                p, f"text in encoding {encoding!r} (pass encoding=... for another)", line=line,
-                got=_D(f"undecodable bytes {bytes(bad)!r} ({exc.reason})"),
-            ) from exc
-        except csv.Error as exc:
-            raise DataFormatError(p, f"well-formed {what}", line=prev + 1, got=_D(f"{exc}")) from exc
-    if header is None:
-        raise DataFormatError(
-            p, f"a header line with column(s) {', '.join(map(repr, required))}", line=1,
-            got=_D("empty file"),
-        )
-    columns = {c: [r[i].strip() for r in records] for c, i in index.items()}
-    return _Table(p, header, columns, lines)
+    sep_name = SEPARATOR_NAMES.get(delimiter, repr(delimiter))
+    found: dict[str, Any] = {}
+
+    def check(header: list[str], line: int, first: str) -> None:
+        if len(header) == 1 and len(wanted) > 1:
+            for other, name in ((";", "semicolon"), ("\t", "tab"), (",", "comma")):
+                if other != delimiter and other in header[0]:
+                    raise DataFormatError(p, f"a {sep_name}-separated header ({what}); this header looks "
+                                             f"{name}-separated", line=line, got=first)
+        dups = sorted({h for h in header if header.count(h) > 1 and h})
+        if dups:
+            raise DataFormatError(p, "unique column names in the header", line=line, field=dups[0],
+                                  got=_D(f"column {dups[0]!r} {header.count(dups[0])} times"))
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise DataFormatError(p, f"a column {missing[0]!r} in the header (required: "
+                                     f"{', '.join(map(repr, required))})", line=line, field=missing[0],
+                                  got=_D(f"columns {', '.join(map(repr, header))}"))
+        keep = list(dict.fromkeys([*wanted, *(h for h in header if h)])) if keep_all else wanted
+        found["header"] = header
+        found["index"] = {c: header.index(c) for c in keep if c in header}
+
+    rows, lines = [], []
+    for line, row in records(p, header=check, delimiter=delimiter, encoding=encoding, what=what,
+                             empty=f"a header line with column(s) {', '.join(map(repr, required))}"):
+        rows.append(row)
+        lines.append(line)
+    columns = {c: [r[i].strip() for r in rows] for c, i in found["index"].items()}
+    return _Table(p, found["header"], columns, lines)
 
 
 def _bad(table: _Table, i: int, column: str, expected: str) -> DataFormatError:
@@ -670,12 +615,9 @@ def read_geoplant_po(path: PathLike, *, encoding: str = _DEFAULT_ENCODING, chunk
     line and field, as for :func:`read_geoplant_pa`.
     """
     p = str(path)
-    if not os.path.exists(p):
-        raise FileNotFoundError(p)
     parts: dict[str, list[np.ndarray]] = {"lon": [], "lat": [], "speciesId": [], "surveyId": [], "lines": []}
     header: list[str] | None = None
     index: list[int] = []
-    ncol = header_line = prev = 0
     cols: list[list[str]] = [[] for _ in _PO_REQUIRED]
     lines: list[int] = []
 
@@ -690,55 +632,32 @@ def read_geoplant_po(path: PathLike, *, encoding: str = _DEFAULT_ENCODING, chunk
             c.clear()
         lines.clear()
 
-    with open(p, encoding=encoding, newline="") as fh:
-        reader = csv.reader(fh)
-        try:
-            for row in reader:
-                start, prev = prev + 1, reader.line_num
-                if not row or (len(row) == 1 and row[0].strip() == ""):
-                    continue
-                if header is None:
-                    header, header_line = [h.strip() for h in row], start
-                    missing = [c for c in _PO_REQUIRED if c not in header]
-                    if missing:
-                        sep = next((name for ch, name in ((";", "semicolon"), ("\t", "tab")) if ch in row[0]), None)
-                        raise DataFormatError(
-                            p, f"a column {missing[0]!r} in the header (required: "
-                               f"{', '.join(map(repr, _PO_REQUIRED))}; comma-separated)",
-                            line=start, field=missing[0],
-                            got=_D(f"a {sep}-separated header" if sep and len(header) == 1 else
-                                   f"columns {', '.join(map(repr, header))}"),
-                        )
-                    dups = [c for c in _PO_REQUIRED if header.count(c) > 1]
-                    if dups:
-                        raise DataFormatError(p, "unique column names in the header", line=start, field=dups[0],
-                                              got=_D(f"column {dups[0]!r} {header.count(dups[0])} times"))
-                    index, ncol = [header.index(c) for c in _PO_REQUIRED], len(header)
-                    continue
-                if len(row) != ncol:
-                    raise DataFormatError(p, f"{ncol} comma-separated fields as in the header (line {header_line})",
-                                          line=start, got=_D(f"{len(row)} fields"))
-                for c, i in zip(cols, index):
-                    c.append(row[i].strip())
-                lines.append(start)
-                if len(lines) >= chunk_rows:
-                    flush()
-        except UnicodeDecodeError as exc:
-            line, bad = prev + 1, exc.object[exc.start:exc.end]
-            with open(p, "rb") as raw:  # the decoder works on blocks: find the line in the raw bytes
-                for i, data in enumerate(raw, 1):
-                    try:
-                        data.decode(encoding)
-                    except UnicodeDecodeError as exc2:
-                        line, bad = i, data[exc2.start:exc2.end]
-                        break
-            raise DataFormatError(p, f"text in encoding {encoding!r} (pass encoding=... for another)", line=line,
-                                  got=_D(f"undecodable bytes {bytes(bad)!r} ({exc.reason})")) from exc
-        except csv.Error as exc:
-            raise DataFormatError(p, "well-formed GeoPlant PO CSV", line=prev + 1, got=_D(f"{exc}")) from exc
-    if header is None:
-        raise DataFormatError(p, f"a header line with column(s) {', '.join(map(repr, _PO_REQUIRED))}", line=1,
-                              got=_D("empty file"))
+    def check(names: list[str], line: int, first: str) -> None:
+        nonlocal header, index
+        header = names
+        missing = [c for c in _PO_REQUIRED if c not in header]
+        if missing:
+            sep = next((name for ch, name in ((";", "semicolon"), ("\t", "tab")) if ch in first), None)
+            raise DataFormatError(
+                p, f"a column {missing[0]!r} in the header (required: "
+                   f"{', '.join(map(repr, _PO_REQUIRED))}; comma-separated)",
+                line=line, field=missing[0],
+                got=_D(f"a {sep}-separated header" if sep and len(header) == 1 else
+                       f"columns {', '.join(map(repr, header))}"),
+            )
+        dups = [c for c in _PO_REQUIRED if header.count(c) > 1]
+        if dups:
+            raise DataFormatError(p, "unique column names in the header", line=line, field=dups[0],
+                                  got=_D(f"column {dups[0]!r} {header.count(dups[0])} times"))
+        index = [header.index(c) for c in _PO_REQUIRED]
+
+    for line, row in records(p, header=check, encoding=encoding, what="GeoPlant PO CSV",
+                             empty=f"a header line with column(s) {', '.join(map(repr, _PO_REQUIRED))}"):
+        for c, i in zip(cols, index):
+            c.append(row[i].strip())
+        lines.append(line)
+        if len(lines) >= chunk_rows:
+            flush()
     if lines or not parts["lines"]:
         flush()
     cat = {k: np.concatenate(v) for k, v in parts.items()}

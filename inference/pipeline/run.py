@@ -15,7 +15,7 @@ import numpy as np
 import rasterio
 
 from backend.core.atomic import sweep_temporaries, write_json
-from backend.core.errors import GeoFloraError, RegionError, RunError
+from backend.core.errors import RegionError, RunError
 from backend.core.paths import MANIFEST, DataLayout
 from backend.core.settings import Settings
 from inference.data import eunis
@@ -76,14 +76,6 @@ def run_checkpoints(config: dict) -> dict[str, Path]:
     return {kind: Path(p) for kind, p in config["checkpoints"].items()}
 
 
-def _known_habitat(code: str) -> bool:
-    try:
-        eunis.habitat(code)
-    except (KeyError, ValueError, GeoFloraError):
-        return False
-    return True
-
-
 def check_models(region, models) -> None:
     """A run's models fit its region: the species table covers the SDM's species, Pl@ntBERT knows
     some of them and its labels are EUNIS codes (a :class:`RunError` naming what does not fit)."""
@@ -100,7 +92,7 @@ def check_models(region, models) -> None:
         if not known:
             raise RunError(f"Pl@ntBERT knows none of the SDM's {len(models.species_ids)} species: it was trained "
                            f"for another species list")
-        unknown = [c for c in pb.labels if not _known_habitat(c)]
+        unknown = [c for c in pb.labels if c not in eunis.table()]
         if unknown:
             raise RunError(f"Pl@ntBERT's labels {unknown[:10]} are not in the EUNIS habitat table: load the region's "
                            f"EUNIS list (sources file 'habitats')")

@@ -196,7 +196,9 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
     if index is not None:  # cells that take another cell's inputs (water -> nearest land) take its prediction
         prob = prob.flatten(1)[:, torch.from_numpy(index).to(prob.device)].reshape(prob.shape)
     keep = np.asarray(region.land_mask(tile), bool)[:rows]
-    finite = torch.isfinite(prob).all(0).cpu().numpy()  # a nodata value inside an input's time series
+    # a nodata value inside an input's time series makes the cell's probabilities NaN (one sum, not
+    # a boolean copy of every probability)
+    finite = torch.isfinite(prob.sum(0)).cpu().numpy()
     if not finite.all():
         keep = keep & finite
         if info is not None:
