@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inference.data.region import load_region  # noqa: E402
 from inference.habitat.infer import classify_metatile, metatile_tokens, unique_rows  # noqa: E402
 from inference.habitat.plantbert import PAD, PlantBert, Vocab, bert_kwargs, build_classifier, load_plantbert  # noqa: E402
+from inference.sdm.conformal import assemblage_threshold  # noqa: E402
 
 
 def _model(args, region) -> PlantBert:
@@ -54,7 +55,7 @@ def _probabilities(args, region, tile):
         t0 = time.perf_counter()
         p = MetaTileSDM(model, norm).probabilities(region, tile).numpy()
         print(f"deep-SDM probabilities of {tile.id}: {time.perf_counter() - t0:.1f} s")
-        out = (p, list(ck["species_ids"]), "deep-SDM", ck["thresholds"]["conformal_global"])
+        out = (p, list(ck["species_ids"]), "deep-SDM", assemblage_threshold(ck["thresholds"]))
     else:
         out = (region.true_probability(tile), list(region.species_ids), "true", 0.1)
     if cache:

@@ -9,7 +9,9 @@ held-out TEST blocks: macro AUC, sample F1 at the F1-optimal threshold, and at a
 0.2 the omission (pooled over presences and averaged over blocks) and the assemblage size (species
 per survey) of the pooled split-conformal threshold (``global``) and of conformal risk control over
 the calibration blocks (``blocks``) or over their 5 km quarters (``sub-blocks``: more units, a
-weaker exchangeability with the 10 km test blocks). The last rows give mean and sd over the regions.
+weaker exchangeability with the 10 km test blocks), and the one ``geoflora compute`` uses
+(``cascade``: :func:`inference.sdm.conformal.calibrate`). The last rows give mean and sd over the
+regions.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from inference.sdm import conformal  # noqa: E402
 from inference.sdm.dataset import region_samples  # noqa: E402
 from inference.sdm.metrics import evaluate  # noqa: E402
 from inference.sdm.model import load_sdm  # noqa: E402
-from inference.sdm.train import SUB_BLOCK_M, TrainConfig, predict, train_sdm  # noqa: E402
-from inference.splits import CAL, TEST, spatial_blocks  # noqa: E402
+from inference.sdm.train import TrainConfig, predict, train_sdm  # noqa: E402
+from inference.splits import CAL, TEST  # noqa: E402
 
 # (name, seed, lower-left EPSG:3035 x, y, bioregion): the default place (Black Forest and Gaeu,
 # continental), another seed there, and the Lauragais south-east of Toulouse (about 1.1-1.7 E,
@@ -43,7 +45,7 @@ REGIONS = [
     ("mediterranean-seed2", 2, 3_600_000, 2_275_000, "MEDITERRANEAN"),
 ]
 ALPHAS = (0.05, 0.1, 0.2)
-METHODS = ("global", "blocks", "sub-blocks")
+METHODS = ("global", "blocks", "sub-blocks", "cascade")  # cascade: what geoflora compute uses
 
 
 def measure(name: str, seed: int, x0: float, y0: float, bioregion: str, args, root: Path) -> dict:
@@ -65,15 +67,16 @@ def measure(name: str, seed: int, x0: float, y0: float, bioregion: str, args, ro
     row = {"region": name, "cal_blocks": int(len(np.unique(cal.block[cal.labels.any(1)]))),
            "test_blocks": int(len(np.unique(test.block[test.labels.any(1)]))),
            **{k: v for k, v in evaluate(test.labels, p_test, t_f1).items() if k in ("macro_auc", "sample_f1")}}
-    for alpha in ALPHAS:
-        sub = spatial_blocks(cal.x, cal.y, SUB_BLOCK_M)
-        for method, t in (("global", conformal.global_threshold(cal.labels, p_cal, alpha)),
-                          ("blocks", conformal.block_threshold(cal.labels, p_cal, cal.block, alpha)),
-                          ("sub-blocks", conformal.block_threshold(cal.labels, p_cal, sub, alpha))):
+    for alpha in ALPHAS:  # the thresholds as the trainer computes them (inference.sdm.conformal.calibrate)
+        th = conformal.calibrate(cal.labels, p_cal, alpha, cal.x, cal.y, cal.block)
+        test_fig = conformal.test_report(test.labels, p_test, th, test.block)
+        for method, key in (("global", "conformal_global"), ("blocks", "conformal_blocks"),
+                            ("sub-blocks", "conformal_subblocks"), ("cascade", "conformal")):
             row[f"{method}@{alpha}"] = {
-                "threshold": t, "omission": conformal.omission_rate(test.labels, p_test, t),
-                "block_omission": conformal.block_omission(test.labels, p_test, test.block, t),
-                "set_size": float((p_test >= t).sum(1).mean())}
+                "threshold": th[key], "omission": test_fig[f"omission_at_{key}"],
+                "block_omission": test_fig[f"block_omission_at_{key}"],
+                "set_size": test_fig[f"mean_set_size_at_{key}"]}
+        row[f"cascade@{alpha}"]["method"] = th["conformal_method"]
     return row
 
 
@@ -117,6 +120,9 @@ def main() -> None:
             line += [f"{np.mean(om):.3f} ± {np.std(om, ddof=1):.3f} (max {np.max(om):.3f})",
                      f"{np.mean(ss):.1f} ± {np.std(ss, ddof=1):.1f}"]
     print("| mean ± sd | - | " + " | ".join(line) + " |")
+    print()
+    for a in ALPHAS:
+        print(f"cascade threshold at alpha {a}: " + "; ".join(f"{r['region']} {r[f'cascade@{a}']['method']}" for r in rows))
 
 
 if __name__ == "__main__":

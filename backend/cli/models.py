@@ -71,8 +71,9 @@ def import_geoplant(state_dict, species, out, modality, keep_species, normalizer
             click.echo(f"WARNING: the imported model does not reproduce the published one exactly: pooling "
                        f"{chk['pooling']}", err=True)
     t = report["thresholds"]
-    if "conformal_global" in t:
-        click.echo(f"thresholds: conformal {t['conformal_global']:.4f} (alpha {t['alpha']}), "
+    if "conformal" in t:
+        click.echo(f"thresholds: conformal {t['conformal']:.4f} (alpha {t['alpha']}, {t['conformal_method']}; "
+                   f"global split conformal {t['conformal_global']:.4f}), "
                    f"F1-optimal {t['f1_optimal']:.2f}; {report['n_cal']} calibration, {report['n_test']} test surveys")
     else:
         click.echo(f"WARNING: {report['warning']}", err=True)

@@ -38,6 +38,7 @@ from inference.pipeline.outputs import (
     habitat_outputs,
 )
 from inference.pipeline.stages import Batches, RunProfile, compute_metatile, models_for, run_profile
+from inference.sdm import conformal
 from tiles.cog import GDAL_ENV, write_cog, write_cog_band
 from tiles.colormaps import PROBABILITY_CODE_SCALE
 from tiles.mosaic import build_vrt
@@ -79,7 +80,7 @@ def run_checkpoints(config: dict) -> dict[str, Path]:
 def check_models(region, models) -> None:
     """A run's models fit its region: the species table covers the SDM's species, Pl@ntBERT knows
     some of them and its labels are EUNIS codes (a :class:`RunError` naming what does not fit)."""
-    if "conformal_global" not in models.thresholds:
+    if not conformal.has_assemblage_threshold(models.thresholds):
         raise RunError(f"the SDM {models.checkpoint} has no conformal threshold: calibrate it "
                        f"(`geoflora models import-geoplant ... --calibrate-with DIR`, or train it with `geoflora train sdm`)")
     try:

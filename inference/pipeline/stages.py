@@ -32,6 +32,7 @@ from inference.pipeline.outputs import (
     habitat_outputs,
     mask_outputs,
 )
+from inference.sdm import conformal
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
 from inference.training import resolve_device
 from inference.traits.maps import cwm, species_log_medians
@@ -53,7 +54,7 @@ class CascadeModels:
     @property
     def threshold(self) -> float:
         """The conformal threshold that turns probabilities into assemblages."""
-        return float(self.thresholds["conformal_global"])
+        return conformal.assemblage_threshold(self.thresholds)
 
 
 @dataclass(frozen=True)

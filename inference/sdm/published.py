@@ -59,7 +59,7 @@ GeoFlora's readers with ``fill_nan=0``) and the Sentinel-2 patch (R, G, B from t
 NIR: GeoFlora's order) through ``ToTensor()`` and ``Normalize(0.5, 0.5)``, i.e.
 ``(x - 127.5) / 127.5`` on the GLC24 uint8 values: :func:`notebook_normalizer`, the default.
 
-Thresholds: the conformal threshold (``conformal_global``, what ``geoflora compute`` turns
+Thresholds: the conformal threshold (``conformal``, what ``geoflora compute`` turns
 probabilities into assemblages with) needs presence-absence data the model was not trained on.
 With ``calibrate_with`` (a GeoPlant folder, read by :func:`inference.sdm.geoplant.geoplant_samples`)
 it is computed as ``geoflora train sdm`` computes it (:mod:`inference.sdm.conformal` on the
@@ -463,14 +463,11 @@ def calibration_thresholds(model: MultimodalSDM, norm: Normalizer, data, alpha: 
         calib.fold_into(model.head)
         report["calibration"] = calib.to_dict()
     cal_prob = predict(model, norm, cal)
-    t_conf = conformal.global_threshold(cal.labels, cal_prob, alpha)
-    t_f1 = conformal.f1_optimal_threshold(cal.labels, cal_prob)
-    thresholds = {"alpha": alpha, "conformal_global": t_conf, "f1_optimal": t_f1}
+    thresholds = conformal.calibrate(cal.labels, cal_prob, alpha, cal.x, cal.y, cal.block)
     if len(test):
         test_prob = predict(model, norm, test)
-        report["test"] = evaluate(test.labels, test_prob, t_f1)
-        report["test"]["omission_at_conformal"] = conformal.omission_rate(test.labels, test_prob, t_conf)
-        report["test"]["mean_set_size_at_conformal"] = float((test_prob >= t_conf).sum(1).mean())
+        report["test"] = evaluate(test.labels, test_prob, thresholds["f1_optimal"])
+        report["test"].update(conformal.test_report(test.labels, test_prob, thresholds, test.block))
     return thresholds, report
 
 
@@ -535,7 +532,7 @@ def import_geoplant_state_dict(state_dict_path: str | Path, species_index_path: 
         report.update(cal_report)
     else:
         thresholds = {"alpha": None, "f1_optimal": 0.5, "source": "default (no calibration data)"}
-        report["warning"] = ("no conformal threshold: `geoflora compute` needs thresholds['conformal_global']; "
+        report["warning"] = ("no conformal threshold: `geoflora compute` needs a conformal threshold; "
                              "import again with calibration data (--calibrate-with GEOPLANT_DIR)")
     report["thresholds"] = thresholds
     train_config = {"imported_from": str(state_dict_path), "layout": layout, "modality": modality, "seed": seed,

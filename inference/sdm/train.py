@@ -20,10 +20,8 @@ from inference.sdm.dataset import SDMData
 from inference.sdm.metrics import evaluate, macro_auc
 from inference.sdm.model import DEMO, PAPER, MultimodalSDM, SDMConfig, save_sdm
 from inference.sdm.preprocess import MODALITIES, Normalizer
-from inference.splits import CAL, TEST, TRAIN, spatial_blocks
+from inference.splits import CAL, TEST, TRAIN
 from inference.training import BestState, resolve_device, seed_everything, write_report
-
-SUB_BLOCK_M = 5_000  # the 5 km quarters of the 10 km blocks: more calibration units (docs/measurements.md)
 
 
 @dataclass
@@ -186,34 +184,15 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
     else:
         calib = Calibration.identity(n_species)
     cal_prob = predict(model, norm, cal_pa)
-    t_conf = conformal.global_threshold(cal_pa.labels, cal_prob, config.alpha)
-    t_f1 = conformal.f1_optimal_threshold(cal_pa.labels, cal_prob)
-    thresholds = {"alpha": config.alpha, "conformal_global": t_conf, "f1_optimal": t_f1}
-    if cal_pa.block is not None:  # conformal risk control over calibration blocks (reported, not used yet)
-        thresholds["conformal_blocks"] = conformal.block_threshold(cal_pa.labels, cal_prob, cal_pa.block, config.alpha)
-        thresholds["calibration_blocks"] = int(len(np.unique(cal_pa.block[cal_pa.labels.any(1)])))
-        sub = spatial_blocks(cal_pa.x, cal_pa.y, SUB_BLOCK_M)
-        thresholds["conformal_subblocks"] = conformal.block_threshold(cal_pa.labels, cal_prob, sub, config.alpha)
+    thresholds = conformal.calibrate(cal_pa.labels, cal_prob, config.alpha, cal_pa.x, cal_pa.y, cal_pa.block)
+    t_f1 = thresholds["f1_optimal"]
     report = {"train_seconds": round(time.perf_counter() - t0, 1), "epochs": state["epoch"],
               "history": state["history"], "n_train": len(train), "n_cal": len(cal_pa), "n_test": len(test_pa),
               "thresholds": thresholds}
     if len(test_pa):
         test_prob = predict(model, norm, test_pa)
         report["test"] = evaluate(test_pa.labels, test_prob, t_f1, test_pa.p_true)
-        report["test"]["omission_at_conformal"] = conformal.omission_rate(test_pa.labels, test_prob, t_conf)
-        report["test"]["mean_set_size_at_conformal"] = float((test_prob >= t_conf).sum(1).mean())
-        if "conformal_blocks" in thresholds and test_pa.block is not None:
-            t_blk = thresholds["conformal_blocks"]
-            report["test"]["block_omission_at_conformal"] = conformal.block_omission(test_pa.labels, test_prob,
-                                                                                     test_pa.block, t_conf)
-            report["test"]["omission_at_conformal_blocks"] = conformal.omission_rate(test_pa.labels, test_prob, t_blk)
-            report["test"]["block_omission_at_conformal_blocks"] = conformal.block_omission(
-                test_pa.labels, test_prob, test_pa.block, t_blk)
-            report["test"]["mean_set_size_at_conformal_blocks"] = float((test_prob >= t_blk).sum(1).mean())
-            t_sub = thresholds["conformal_subblocks"]
-            report["test"]["omission_at_conformal_subblocks"] = conformal.omission_rate(test_pa.labels, test_prob,
-                                                                                        t_sub)
-            report["test"]["mean_set_size_at_conformal_subblocks"] = float((test_prob >= t_sub).sum(1).mean())
+        report["test"].update(conformal.test_report(test_pa.labels, test_prob, thresholds, test_pa.block))
         if test_pa.p_true is not None:  # richness bias: predicted vs true expected species per 100 m2 plot
             report["test"]["richness"] = {"true": float(test_pa.p_true.sum(1).mean()),
                                           "predicted_raw": float(raw_test_prob.sum(1).mean()),

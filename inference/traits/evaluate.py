@@ -40,6 +40,7 @@ import torch
 
 from backend.core.atomic import write_text
 from inference.grid import CELL_M, CELLS_PER_METATILE
+from inference.sdm import conformal
 from inference.sdm.model import load_sdm
 from inference.sdm.predict import MetaTileSDM
 from inference.training import write_report
@@ -248,7 +249,7 @@ def evaluate_traits(region, cfg: TraitTrainConfig | None = None, grid_m: float =
     cwm_source = None
     if sdm_path is not None and Path(sdm_path).is_file():
         ck = torch.load(sdm_path, map_location="cpu", weights_only=False)
-        thr = float(ck["thresholds"]["conformal_global"])
+        thr = conformal.assemblage_threshold(ck["thresholds"])
         t0 = time.perf_counter()
         maps = sdm_cwm(region, Path(sdm_path), {"all": None, "conformal": thr}, cache_dir, log)
         timings["sdm_cwm_seconds"] = round(time.perf_counter() - t0, 1)

@@ -55,3 +55,28 @@ def test_expected_omission_of_a_new_block_is_at_most_alpha(n, alpha):
     assert np.mean(crc) <= alpha + 2 * se  # the guarantee (finite sample, any within-block dependence)
     assert np.mean(crc) >= alpha - 2 / (n + 1) - 2 * se  # and not vacuous: within 2 / (n + 1) of alpha
     assert np.mean(pooled) > alpha + 0.05  # pooled presences: rich, well predicted blocks set the threshold
+
+
+def test_calibrate_uses_subblocks_where_alpha_allows_and_says_why_not_otherwise():
+    from inference.sdm.conformal import SUB_BLOCK_M, assemblage_threshold, calibrate
+
+    rng = np.random.default_rng(3)
+    n_sub = 12  # 12 sub-blocks with presences: CRC exists at alpha 0.1 (1/13 <= 0.1), not at 0.05 (1/13 > 0.05)
+    sub = np.repeat(np.arange(n_sub), 40)
+    x = (sub % 4) * SUB_BLOCK_M + 100.0
+    yy = (sub // 4) * SUB_BLOCK_M + 100.0
+    prob = rng.uniform(size=(sub.size, 3))
+    y = rng.uniform(size=prob.shape) < prob
+
+    th = calibrate(y, prob, 0.1, x, yy, blocks=sub // 4)
+    assert th["conformal_method"] == "subblocks" and th["calibration_subblocks"] == n_sub
+    assert th["conformal"] == th["conformal_subblocks"] == block_threshold(y, prob, sub, 0.1) > 0
+    assert th["conformal_global"] == global_threshold(y, prob, 0.1) and th["calibration_blocks"] == 3
+    assert assemblage_threshold(th) == th["conformal"]
+
+    th = calibrate(y, prob, 0.05, x, yy)
+    assert th["conformal"] == th["conformal_global"] > 0 and th["conformal_subblocks"] == 0.0
+    assert th["conformal_method"].startswith("global (12 calibration sub-blocks") and "at least 19" in th["conformal_method"]
+    assert calibrate(y, prob, 0.1)["conformal_method"] == "global (no calibration coordinates)"
+    # checkpoints written before sub-block calibration: their global threshold
+    assert assemblage_threshold({"conformal_global": 0.07, "alpha": 0.1}) == 0.07
