@@ -69,7 +69,7 @@ def measure(name: str, seed: int, x0: float, y0: float, bioregion: str, args, ro
            **{k: v for k, v in evaluate(test.labels, p_test, t_f1).items() if k in ("macro_auc", "sample_f1")}}
     for alpha in ALPHAS:  # the thresholds as the trainer computes them (inference.sdm.conformal.calibrate)
         th = conformal.calibrate(cal.labels, p_cal, alpha, cal.x, cal.y, cal.block)
-        test_fig = conformal.test_report(test.labels, p_test, th, test.block)
+        test_fig = conformal.held_out_report(test.labels, p_test, th, test.block)
         for method, key in (("global", "conformal_global"), ("blocks", "conformal_blocks"),
                             ("sub-blocks", "conformal_subblocks"), ("cascade", "conformal")):
             row[f"{method}@{alpha}"] = {

@@ -150,7 +150,7 @@ def has_assemblage_threshold(thresholds: dict) -> bool:
     return "conformal" in thresholds or "conformal_global" in thresholds
 
 
-def test_report(y: np.ndarray, prob: np.ndarray, thresholds: dict, blocks: np.ndarray | None = None) -> dict:
+def held_out_report(y: np.ndarray, prob: np.ndarray, thresholds: dict, blocks: np.ndarray | None = None) -> dict:
     """Held-out figures of each conformal threshold in ``thresholds``: omission pooled over the
     presences (``omission_at_<name>``), averaged over ``blocks`` (``block_omission_at_<name>``), and
     the mean assemblage size (``mean_set_size_at_<name>``)."""

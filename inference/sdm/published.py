@@ -467,7 +467,7 @@ def calibration_thresholds(model: MultimodalSDM, norm: Normalizer, data, alpha: 
     if len(test):
         test_prob = predict(model, norm, test)
         report["test"] = evaluate(test.labels, test_prob, thresholds["f1_optimal"])
-        report["test"].update(conformal.test_report(test.labels, test_prob, thresholds, test.block))
+        report["test"].update(conformal.held_out_report(test.labels, test_prob, thresholds, test.block))
     return thresholds, report
 
 

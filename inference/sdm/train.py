@@ -192,7 +192,7 @@ def train_sdm(data: SDMData, out: Path, config: TrainConfig, resume: bool = Fals
     if len(test_pa):
         test_prob = predict(model, norm, test_pa)
         report["test"] = evaluate(test_pa.labels, test_prob, t_f1, test_pa.p_true)
-        report["test"].update(conformal.test_report(test_pa.labels, test_prob, thresholds, test_pa.block))
+        report["test"].update(conformal.held_out_report(test_pa.labels, test_prob, thresholds, test_pa.block))
         if test_pa.p_true is not None:  # richness bias: predicted vs true expected species per 100 m2 plot
             report["test"]["richness"] = {"true": float(test_pa.p_true.sum(1).mean()),
                                           "predicted_raw": float(raw_test_prob.sum(1).mean()),

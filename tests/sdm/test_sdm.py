@@ -67,7 +67,7 @@ def test_tiny_sdm_learns(tiny_sdm):
     history = ck["report"]["history"]
     assert history[-1]["loss"] < history[0]["loss"]
     # The conformal guarantee on held-out surveys (alpha 0.1, tolerance for a small test set).
-    assert test["omission_at_conformal"] <= 0.1 + 0.05  # the cascade threshold (sub-block CRC)
+    assert test["omission_at_conformal"] <= 0.1 + 0.05  # the cascade threshold (thresholds["conformal"])
     assert ck["species_ids"] and ck["normalizer"]["mean"]["s2"]
 
 
