@@ -198,6 +198,39 @@ def test_habitat_layers_follow_the_eunis_hierarchy_and_the_model(computed, tiny_
     assert (valid >= 1 / len(labels) - 1e-6).all() and (valid <= 1).all()  # the winning softmax share
 
 
+def test_habitat_suitability_layers_hold_each_cells_top_classes(computed, tiny_plantbert):
+    from sqlalchemy import select
+
+    from backend.db.models import Layer
+    from inference.habitat.plantbert import load_plantbert
+    from inference.pipeline.outputs import HABITAT_TOP_K, SUITABILITY_FILE, suitability_layer_id
+
+    settings, sessions, run_id = computed
+    labels = load_plantbert(tiny_plantbert).labels
+    with sessions() as session:
+        layers = {lay.id: lay for lay in session.scalars(select(Layer).where(Layer.run_id == run_id))}
+    legend3 = {item["value"]: item["code"] for item in layers["habitat.l3"].legend["items"]}
+    for band, code in enumerate(labels, start=1):  # one catalog layer per level-3 class, one band each
+        lay = layers[suitability_layer_id(code)]
+        assert lay.kind == "habitat-suitability" and lay.band == band and code in lay.title
+    (cog,) = [c for c in _cogs(computed) if c.stem == SUITABILITY_FILE]
+    with rasterio.open(cog) as src:
+        suit = src.read()
+        assert src.count == len(labels) and src.descriptions[0] == suitability_layer_id(labels[0])
+    _, l3, _ = _read(computed, "habitat.l3")
+    _, prob, _ = _read(computed, "habitat.l3.probability")
+    has = l3 > 0
+    assert (suit[:, ~has] == -1).all()  # no assemblage: nodata in every band
+    s = suit[:, has]  # [C, cells]
+    assert (s >= 0).all() and (s.sum(0) <= 1 + 1e-5).all()
+    positive = (s > 0).sum(0)
+    assert positive.max() == HABITAT_TOP_K and positive.min() >= 1
+    # the map's class at every cell is the most suitable one, with the map's probability
+    winner = np.array([labels.index(legend3[v]) for v in l3[has]])
+    assert np.array_equal(s.argmax(0), winner)
+    assert np.array_equal(s[winner, np.arange(s.shape[1])], prob[has])
+
+
 def test_species_layers_hold_the_probabilities_of_species_present_somewhere(computed, tiny_region, tiny_sdm):
     import json
 

@@ -54,6 +54,7 @@ CACHE_GRIDS = ["GLOBAL_WEBMERCATOR", LAEA_GRID, "WGS84"]
 KIND_GROUPS = {
     "indicator": "Biodiversity indicators", "indicator-uncertainty": "Biodiversity indicators: 2-sigma uncertainty",
     "habitat": "EUNIS habitats", "habitat-probability": "EUNIS habitats",
+    "habitat-suitability": "EUNIS habitats: suitability per habitat",
     "species": "Species: probability of presence", "species-presence": "Species: predicted presence",
     "trait": "Plant traits", "trait-uncertainty": "Plant traits", "embedding": "Embeddings", "truth": "Generated truth",
 }

@@ -18,7 +18,7 @@ export const MODULE_DEFAULT_LAYER = {
 
 /** Module a layer belongs to (uncertainty layers belong to their main layer's module). */
 export function moduleOfLayer(layer) {
-  const kind = String(layer?.kind ?? '').replace(/-uncertainty$|-probability$|-presence$/, '')
+  const kind = String(layer?.kind ?? '').replace(/-uncertainty$|-probability$|-presence$|-suitability$/, '')
   if (kind === 'species') return 'species'
   if (kind === 'habitat') return 'habitats'
   if (kind === 'indicator') return 'indicators'
@@ -29,7 +29,7 @@ export function moduleOfLayer(layer) {
 /** Main (non-uncertainty) layers of a module, in catalog order. */
 export function moduleLayers(layers, module) {
   return (layers || []).filter(
-    (l) => moduleOfLayer(l) === module && !/-uncertainty$|-probability$|-presence$/.test(l.kind ?? ''),
+    (l) => moduleOfLayer(l) === module && !/-uncertainty$|-probability$|-presence$|-suitability$/.test(l.kind ?? ''),
   )
 }
 

@@ -173,7 +173,9 @@ export function createStore(client = api) {
         }
         share = await habitatShare(layer, habitat.code).catch(() => null)
       }
-      state.habitat = { ...habitat, layer: layer?.id ?? null, share }
+      // a level-3 habitat's suitability layer: its probability where it is among each cell's top classes
+      const suitability = findLayer(state.layers, `habitat.suitability.${habitat.code}`)?.id ?? null
+      state.habitat = { ...habitat, layer: layer?.id ?? null, share, suitability }
       if (!layer) state.classOnly = false
     } catch (err) {
       state.habitat = null

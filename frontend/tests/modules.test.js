@@ -9,6 +9,7 @@ const layers = [
   { id: 'habitat.l1', kind: 'habitat' },
   { id: 'habitat.l3', kind: 'habitat' },
   { id: 'habitat.l3.probability', kind: 'habitat-probability' },
+  { id: 'habitat.suitability.R22', kind: 'habitat-suitability' },
   { id: 'species.4', kind: 'species' },
   { id: 'species.4.presence', kind: 'species-presence' },
   { id: 'embedding.pca', kind: 'embedding' },
@@ -20,7 +21,8 @@ describe('modules', () => {
     expect(moduleLayers(layers, 'habitats').map((l) => l.id)).toEqual(['habitat.l1', 'habitat.l3'])
     expect(moduleLayers(layers, 'home').map((l) => l.id)).toEqual(['embedding.pca'])
     expect(moduleOfLayer(layers[1])).toBe('indicators')
-    expect(moduleOfLayer(layers[8])).toBe('species')
+    expect(moduleOfLayer(layers[9])).toBe('species')
+    expect(moduleOfLayer(layers[7])).toBe('habitats') // a suitability map, opened from its fact sheet
     expect(moduleOfLayer(null)).toBe('home')
   })
 

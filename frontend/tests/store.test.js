@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { moduleOfLayer } from '../src/modules.js'
 import { createStore } from '../src/store.js'
 
 const layers = [
@@ -64,6 +65,7 @@ describe('store: modules, reports, fact sheets, points', () => {
     { id: 'indicator.richness', kind: 'indicator', title: 'Species richness', wms_layer: 'indicator.richness', legend: { type: 'continuous' } },
     { id: 'indicator.richness.ci', kind: 'indicator-uncertainty', title: 'Richness: 2-sigma', wms_layer: 'indicator.richness.ci', legend: {} },
     { id: 'habitat.l3', kind: 'habitat', title: 'Habitat 3', wms_layer: 'habitat.l3', legend: { type: 'categorical', items: [{ value: 30, code: 'T13' }, { value: 2, code: 'C2.3' }] } },
+    { id: 'habitat.suitability.T13', kind: 'habitat-suitability', title: 'Suitability: T13', wms_layer: 'habitat.suitability.T13', legend: { type: 'continuous' } },
     { id: 'trait.height', kind: 'trait', title: 'Height', wms_layer: 'trait.height', legend: { type: 'continuous' } },
     { id: 'species.24', kind: 'species', title: 'Quercus', wms_layer: 'species.24', legend: { type: 'continuous' } },
   ]
@@ -139,8 +141,11 @@ describe('store: modules, reports, fact sheets, points', () => {
     await store.openSpecies(24)
     expect([store.state.species.name, store.state.selectedId]).toEqual(['Quercus', 'species.24'])
     await store.openHabitat('T13')
-    expect(store.state.habitat).toMatchObject({ code: 'T13', layer: 'habitat.l3', share: 0.75 })
+    expect(store.state.habitat).toMatchObject({ code: 'T13', layer: 'habitat.l3', share: 0.75, suitability: 'habitat.suitability.T13' })
     expect(store.state.selectedId).toBe('habitat.l3')
+    store.selectLayer(store.state.habitat.suitability) // the sheet's "where this habitat is suitable"
+    expect([store.shownLayer.value.id, moduleOfLayer(store.shownLayer.value)]).toEqual(['habitat.suitability.T13', 'habitats'])
+    store.selectLayer('habitat.l3')
     await store.openSpecies(24, { show: false })
     expect(store.state.selectedId).toBe('habitat.l3')
   })

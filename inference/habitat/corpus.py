@@ -45,7 +45,7 @@ from inference.sdm.model import load_sdm
 from inference.sdm.predict import per_patch_probabilities
 from inference.splits import BLOCK_M, CAL, TEST, TRAIN, assign_splits, spatial_blocks
 
-from .plantbert import N_SPECIAL, PAD, Vocab
+from .plantbert import N_SPECIAL, PAD, Vocab, truncate
 
 NODATA = 255
 
@@ -60,6 +60,7 @@ class Lists:
     tokens: np.ndarray  # int32 [n, L]: species tokens, left-aligned, PAD-padded
     source: str = "plots"
     origin: np.ndarray | None = None  # per row: the source of each list (after concat)
+    values: np.ndarray | None = None  # float32 [n, L]: each listed species' probability (NaN: none, plots)
 
     def __post_init__(self) -> None:
         if self.origin is None:
@@ -69,7 +70,14 @@ class Lists:
         return len(self.x)
 
     def subset(self, idx) -> Lists:
-        return Lists(self.x[idx], self.y[idx], self.label[idx], self.tokens[idx], self.source, self.origin[idx])
+        return Lists(self.x[idx], self.y[idx], self.label[idx], self.tokens[idx], self.source, self.origin[idx],
+                     None if self.values is None else self.values[idx])
+
+    def truncated(self, top_n: int) -> Lists:
+        """The first ``top_n`` species of each list (their probabilities with them)."""
+        tokens = truncate(self.tokens, top_n)
+        values = None if self.values is None else np.ascontiguousarray(self.values[:, :tokens.shape[1]])
+        return Lists(self.x, self.y, self.label, tokens, self.source, self.origin, values)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -79,9 +87,14 @@ class Lists:
 def concat(parts: list[Lists], source: str = "mix") -> Lists:
     L = max(p.tokens.shape[1] for p in parts)
     toks = [np.pad(p.tokens, ((0, 0), (0, L - p.tokens.shape[1])), constant_values=PAD) for p in parts]
+    values = None
+    if any(p.values is not None for p in parts):
+        values = np.concatenate([np.pad(p.values, ((0, 0), (0, L - p.values.shape[1])), constant_values=np.nan)
+                                 if p.values is not None else np.full(p.tokens.shape[:1] + (L,), np.nan, np.float32)
+                                 for p in parts]).astype(np.float32)
     return Lists(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
                  np.concatenate([p.label for p in parts]), np.concatenate(toks), source,
-                 np.concatenate([p.origin for p in parts]))
+                 np.concatenate([p.origin for p in parts]), values)
 
 
 def _rng(seed: int, split: int, stream: str) -> np.random.Generator:
@@ -227,12 +240,20 @@ def sample_cells(region, n: int, split: int = TEST, seed: int = 0, cells: Region
 # ---------------------------------------------------------------------------------------------
 # lists from probabilities
 
+LIST_LENGTHS = ("top_n", "expected")
+
+
 def probability_tokens(p, top_n: int, threshold: float | None = None,
-                       species_tokens: np.ndarray | None = None) -> np.ndarray:
+                       species_tokens: np.ndarray | None = None, length: str = "top_n",
+                       return_values: bool = False):
     """Token matrix int32 [n, top_n] of the species of each row of ``p`` [n, S] (numpy or torch)
     in decreasing probability: those at or above ``threshold`` (all if None), the first ``top_n``.
     ``species_tokens`` [S] maps column s to its token (default ``s + N_SPECIAL``); columns mapped
-    to PAD are ignored."""
+    to PAD are ignored. ``length="expected"`` cuts each row to the first round(sum of p)
+    species (at least 1, at most ``top_n``): as many as a 100 m2 plot there is expected to list.
+    ``return_values``: also the listed species' probabilities, float32 [n, top_n] (NaN at PAD)."""
+    if length not in LIST_LENGTHS:
+        raise ValueError(f"unknown list length rule {length!r}: use one of {', '.join(LIST_LENGTHS)}")
     t = torch.as_tensor(p)
     if t.ndim != 2:
         raise ValueError(f"expected probabilities [n, S], got shape {tuple(t.shape)}")
@@ -249,8 +270,13 @@ def probability_tokens(p, top_n: int, threshold: float | None = None,
     drop = torch.isneginf(val) | torch.isnan(val)
     if threshold is not None:
         drop |= val < threshold
-    tok = tok.masked_fill(drop, PAD)
-    return tok.cpu().numpy().astype(np.int32)
+    if length == "expected":
+        expected = torch.nan_to_num(t.clamp_min(0), posinf=0.0).sum(1).round().clamp(1, k)
+        drop |= torch.arange(k, device=t.device)[None, :] >= expected[:, None]
+    tok = tok.masked_fill(drop, PAD).cpu().numpy().astype(np.int32)
+    if return_values:
+        return tok, val.masked_fill(drop, float("nan")).cpu().numpy().astype(np.float32)
+    return tok
 
 
 def load_sdm_runner(sdm_checkpoint: Path):
@@ -271,18 +297,20 @@ def sdm_probabilities(region, sdm, x: np.ndarray, y: np.ndarray, log=None) -> tu
 
 
 def sdm_lists(region, sdm, vocab: Vocab, x, y, label, top_n: int, threshold: float | None = None,
-              log=None) -> Lists:
-    """The deep-SDM's top-``top_n`` species lists at cells (the real use case)."""
+              log=None, length: str = "top_n") -> Lists:
+    """The deep-SDM's top-``top_n`` species lists at cells (the real use case), with their
+    probabilities (``Lists.values``); ``length``: see :func:`probability_tokens`."""
     p, ids = sdm_probabilities(region, sdm, x, y, log)
-    tok = probability_tokens(p, top_n, threshold, vocab.tokens_for_ids(ids))
-    return Lists(np.asarray(x), np.asarray(y), np.asarray(label, np.int64), tok, "sdm")
+    tok, val = probability_tokens(p, top_n, threshold, vocab.tokens_for_ids(ids), length, return_values=True)
+    return Lists(np.asarray(x), np.asarray(y), np.asarray(label, np.int64), tok, "sdm", values=val)
 
 
-def true_lists(region, x, y, label, top_n: int, threshold: float | None = None) -> Lists:
-    """Top-``top_n`` lists by *true* probability (a perfect SDM)."""
-    parts = [probability_tokens(p, top_n, threshold) for _, p in _true_p(region, x, y)]
-    tok = np.concatenate(parts) if parts else np.zeros((0, top_n), np.int32)
-    return Lists(np.asarray(x), np.asarray(y), np.asarray(label, np.int64), tok, "true-p")
+def true_lists(region, x, y, label, top_n: int, threshold: float | None = None, length: str = "top_n") -> Lists:
+    """Top-``top_n`` lists by *true* probability (a perfect SDM), with their probabilities."""
+    parts = [probability_tokens(p, top_n, threshold, length=length, return_values=True) for _, p in _true_p(region, x, y)]
+    tok = np.concatenate([t for t, _ in parts]) if parts else np.zeros((0, top_n), np.int32)
+    val = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, top_n), np.float32)
+    return Lists(np.asarray(x), np.asarray(y), np.asarray(label, np.int64), tok, "true-p", values=val)
 
 
 __all__ = ["Lists", "RegionCells", "block_splits", "in_region", "plot_splits", "sdm_split_matches", "sample_plots",

@@ -34,7 +34,7 @@ from inference.splits import TEST
 from . import corpus as C
 from .baselines import DominantSpeciesRule, MajorityBaseline, MLPBaseline
 from .eva import EvaPlots
-from .plantbert import level_codes, load_plantbert, truncate
+from .plantbert import level_codes, load_plantbert
 from .train import PlantBertConfig, training_corpus
 
 
@@ -67,9 +67,10 @@ def table_rows(pb, inputs: dict[str, C.Lists], top_ns, baselines: dict) -> tuple
     rows, speed = [], []
     for kind, lists in inputs.items():
         for n in top_ns:
-            toks = truncate(lists.tokens, n)
+            cut = lists.truncated(n)
+            toks = cut.tokens
             t0 = time.perf_counter()
-            pred, _ = pb.predict(toks)
+            pred, _ = pb.predict(toks, values=cut.values)
             speed.append(len(toks) / max(time.perf_counter() - t0, 1e-9))
             preds = {"Pl@ntBERT": pred, **{k: m.predict(toks) for k, m in baselines.items()}}
             for model, p in preds.items():
@@ -101,8 +102,8 @@ def evaluate_plantbert(region, checkpoint, sdm_checkpoint=None, n_test: int = 50
     inputs = {"truth plots": plots.subset(plots.lengths > 0)}
     if sdm is not None:
         log(f"deep-SDM lists at {n_test} TEST cells...")
-        inputs["SDM lists"] = C.sdm_lists(region, sdm, pb.vocab, x, y, lab, max(top_ns))
-    inputs["true-p lists"] = C.true_lists(region, x, y, lab, max(top_ns))
+        inputs["SDM lists"] = C.sdm_lists(region, sdm, pb.vocab, x, y, lab, max(top_ns), length=cfg.list_length)
+    inputs["true-p lists"] = C.true_lists(region, x, y, lab, max(top_ns), length=cfg.list_length)
 
     rows, speed = table_rows(pb, inputs, top_ns, base["models"])
     return {"rows": rows, "n_test_cells": n_test, "n_train": len(train),
@@ -135,7 +136,7 @@ def evaluate_plots(region, checkpoint, plots: EvaPlots, sdm_checkpoint=None, top
         if len(at):
             log(f"deep-SDM lists at {len(at)} TEST plots...")
             inputs["SDM lists"] = C.sdm_lists(region, sdm, pb.vocab, test.x[at], test.y[at], test.label[at],
-                                              max(top_ns))
+                                              max(top_ns), length=cfg.list_length)
     rows, speed = table_rows(pb, inputs, top_ns, base["models"])
     return {"rows": rows, "n_test_plots": len(test), "n_unlabelled": len(plots) - len(ours),
             "n_train": len(train), "plantbert_train_seconds": pb.report.get("train_seconds"),

@@ -172,6 +172,35 @@ def model_inputs(tokens: np.ndarray, separator: int | None = None) -> tuple[torc
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
+# Probability inputs (the cascade paper feeds the deep-SDM's probabilities, not only their order):
+# each listed species' token type is 1 + the bin of its log10 probability over [-3, 0] in
+# ``prob_bins`` equal steps (below 0.001: bin 1); type 0 is "no probability" (plots, typed lists,
+# [CLS], [SEP], padding). A model without probability inputs has one token type.
+PROB_LOG10_RANGE = (-3.0, 0.0)
+
+
+def probability_types(values: np.ndarray | None, tokens: np.ndarray, bins: int) -> np.ndarray:
+    """int64 [n, L] token types of the listed species of ``tokens`` [n, L] from their probabilities
+    ``values`` [n, >= L] (NaN or None: no probability, type 0)."""
+    out = np.zeros(tokens.shape, np.int64)
+    if values is None or bins <= 0 or not tokens.size:
+        return out
+    v = np.asarray(values, np.float32)[:, :tokens.shape[1]]
+    ok = (tokens != PAD) & np.isfinite(v) & (v > 0)
+    lo, hi = PROB_LOG10_RANGE
+    b = np.floor((np.log10(np.where(ok, v, 1.0)) - lo) / (hi - lo) * bins)
+    out[ok] = np.clip(b, 0, bins - 1).astype(np.int64)[ok] + 1
+    return out
+
+
+def type_inputs(types: np.ndarray, tokens: np.ndarray) -> torch.Tensor:
+    """``token_type_ids`` aligned with :func:`model_inputs` (``[CLS] species... [SEP]``, no separator)."""
+    L = int((tokens != PAD).sum(1).max(initial=0))
+    out = np.zeros((len(tokens), L + 2), np.int64)
+    out[:, 1:L + 1] = types[:, :L]
+    return torch.from_numpy(out)
+
+
 # ---------------------------------------------------------------------------------------------
 # the classifier
 
@@ -200,6 +229,19 @@ class PlantBert:
     def max_len(self) -> int:
         return self.model.config.max_position_embeddings - 2
 
+    @property
+    def prob_bins(self) -> int:
+        """Probability bins of the token types (0: the model reads species order only). Set by the
+        trainer in ``meta``, not read from the BERT configuration: a published BERT has two token
+        types that mean something else."""
+        return int(self.meta.get("prob_bins", 0))
+
+    @property
+    def list_length(self) -> str:
+        """How predicted lists are cut: ``top_n`` (the first ``top_n`` species) or ``expected``
+        (the first round(sum of probabilities) species, a plot's expected richness, at most ``top_n``)."""
+        return str(self.meta.get("list_length", "top_n"))
+
     def codes(self, index: np.ndarray, level: int = 3) -> np.ndarray:
         """Codes (object array) at ``level`` of class indices (``''`` where the index is -1)."""
         table = np.array(level_codes(self.labels, level) + [""], dtype=object)
@@ -219,11 +261,15 @@ class PlantBert:
         return tokens.astype(np.int32, copy=False)
 
     @torch.inference_mode()
-    def logits(self, tokens: np.ndarray, batch_size: int = 512, amp: bool = False) -> torch.Tensor:
+    def logits(self, tokens: np.ndarray, batch_size: int = 512, amp: bool = False,
+               values: np.ndarray | None = None) -> torch.Tensor:
         """float32 logits [n, C]. Lists are batched by length (each batch padded to its longest
         list only) and scattered back to the input order. ``amp``: bfloat16 autocast (about 2x
-        faster on CPUs with AVX512-BF16 and on GPUs; results differ slightly from float32)."""
+        faster on CPUs with AVX512-BF16 and on GPUs; results differ slightly from float32).
+        ``values`` [n, L]: the listed species' probabilities, read by a model with probability
+        inputs (:attr:`prob_bins`); without them every species has type 0, as in a plot."""
         tokens = self._check(tokens)
+        bins = self.prob_bins
         n = len(tokens)
         out = torch.empty((n, len(self.labels)), dtype=torch.float32)
         if n == 0:
@@ -235,18 +281,31 @@ class PlantBert:
             for i in range(0, n, batch_size):
                 sel = order[i:i + batch_size]
                 ids, mask = model_inputs(tokens[sel], self.meta.get("separator_token"))
-                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                kw = {}
+                if bins:
+                    types = probability_types(None if values is None else values[sel], tokens[sel], bins)
+                    kw["token_type_ids"] = type_inputs(types, tokens[sel]).to(device)
+                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), **kw).logits
                 out[torch.from_numpy(sel)] = logits.float().cpu()
         return out
 
-    def predict_proba(self, tokens: np.ndarray, batch_size: int = 512, amp: bool = False) -> np.ndarray:
+    def predict_proba(self, tokens: np.ndarray, batch_size: int = 512, amp: bool = False,
+                      values: np.ndarray | None = None) -> np.ndarray:
         """Level-3 class probabilities [n, C] (softmax)."""
-        return torch.softmax(self.logits(tokens, batch_size, amp), 1).numpy()
+        return torch.softmax(self.logits(tokens, batch_size, amp, values), 1).numpy()
 
-    def predict(self, tokens: np.ndarray, batch_size: int = 512, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, tokens: np.ndarray, batch_size: int = 512, amp: bool = False,
+                values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Level-3 class index [n] (into ``labels``) and its probability [n]."""
-        p = torch.softmax(self.logits(tokens, batch_size, amp), 1)
-        prob, idx = p.max(1)
+        idx, prob = self.predict_top(tokens, 1, batch_size, amp, values)
+        return idx[:, 0], prob[:, 0]
+
+    def predict_top(self, tokens: np.ndarray, k: int, batch_size: int = 512, amp: bool = False,
+                    values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most probable level-3 classes per list, most probable first: int64 [n, k']
+        indices and float32 [n, k'] probabilities, k' = min(k, number of classes)."""
+        p = torch.softmax(self.logits(tokens, batch_size, amp, values), 1)
+        prob, idx = torch.topk(p, min(int(k), p.shape[1]), dim=1, sorted=True)
         return idx.numpy().astype(np.int64), prob.numpy()
 
     def to(self, device) -> PlantBert:

@@ -56,7 +56,9 @@ from .plantbert import (
     build_classifier,
     build_mlm,
     model_inputs,
+    probability_types,
     truncate,
+    type_inputs,
 )
 
 DEFAULT_LR = {"small": 1e-3, "demo": 1e-3, "paper": 1e-4}
@@ -83,6 +85,8 @@ class PlantBertConfig:
     truncate_prob: float = 0.0  # stage 2: chance of cutting a training list to a random shorter length
     area_m2: tuple[float, float] = (50.0, 500.0)  # plot area range (log-uniform)
     cover_sigma: float = 0.5  # lognormal noise of the cover proxy
+    prob_bins: int = 0  # > 0: probability inputs, token types from the probability's bin (plantbert.probability_types)
+    list_length: str = "top_n"  # predicted lists cut to top_n, or to their expected plot richness ("expected")
     seed: int = 0
     device: str = "auto"  # auto: CUDA when present (settings ``device``); the saved model is on the CPU
     model_overrides: dict = field(default_factory=dict)
@@ -92,6 +96,10 @@ class PlantBertConfig:
             raise ValueError(f"unknown Pl@ntBERT size {self.size!r}: use demo or paper")
         if self.top_n < 1 or self.n_plots < 1:
             raise ValueError("top_n and n_plots must be positive")
+        if self.list_length not in C.LIST_LENGTHS:
+            raise ValueError(f"unknown list length rule {self.list_length!r}: use one of {', '.join(C.LIST_LENGTHS)}")
+        if not 0 <= self.prob_bins <= 64:
+            raise ValueError("prob_bins must lie in 0..64")
         self.area_m2 = tuple(self.area_m2)
 
     @property
@@ -120,12 +128,12 @@ def training_corpus(region, config: PlantBertConfig, sdm=None, log=print, cells=
         vocab = Vocab.from_region(region)
         log(f"deep-SDM lists at {config.sdm_lists} TRAIN and {config.n_val} CAL cells...")
         x, y, lab = C.sample_cells(region, config.sdm_lists, TRAIN, config.seed, cells, "train-sdm")
-        train = C.concat([train, C.sdm_lists(region, sdm, vocab, x, y, lab, config.top_n)])
+        train = C.concat([train, C.sdm_lists(region, sdm, vocab, x, y, lab, config.top_n, length=config.list_length)])
         x, y, lab = C.sample_cells(region, config.n_val, CAL, config.seed, cells, "val-sdm")
-        val = C.concat([val, C.sdm_lists(region, sdm, vocab, x, y, lab, config.top_n)])
+        val = C.concat([val, C.sdm_lists(region, sdm, vocab, x, y, lab, config.top_n, length=config.list_length)])
     if config.true_lists:
         x, y, lab = C.sample_cells(region, config.true_lists, TRAIN, config.seed, cells, "train-true")
-        train = C.concat([train, C.true_lists(region, x, y, lab, config.top_n)])
+        train = C.concat([train, C.true_lists(region, x, y, lab, config.top_n, length=config.list_length)])
     return train, val
 
 
@@ -155,13 +163,16 @@ def plot_corpus(region, config: PlantBertConfig, plots: EvaPlots, sdm=None, log=
         log(f"deep-SDM lists at {len(tr)} TRAIN and {len(ca)} CAL plots (of {int(inside.sum())} plots in the "
             "region)...")
         if len(tr):
-            train = C.concat([train, C.sdm_lists(region, sdm, vocab, pl.x[tr], pl.y[tr], pl.label[tr], config.top_n)])
+            train = C.concat([train, C.sdm_lists(region, sdm, vocab, pl.x[tr], pl.y[tr], pl.label[tr], config.top_n,
+                                                 length=config.list_length)])
         if len(ca):
-            val = C.concat([val, C.sdm_lists(region, sdm, vocab, pl.x[ca], pl.y[ca], pl.label[ca], config.top_n)])
+            val = C.concat([val, C.sdm_lists(region, sdm, vocab, pl.x[ca], pl.y[ca], pl.label[ca], config.top_n,
+                                             length=config.list_length)])
     if config.true_lists:
         tr = at(TRAIN, config.true_lists, "train-true")
         if len(tr):
-            train = C.concat([train, C.true_lists(region, pl.x[tr], pl.y[tr], pl.label[tr], config.top_n)])
+            train = C.concat([train, C.true_lists(region, pl.x[tr], pl.y[tr], pl.label[tr], config.top_n,
+                                                  length=config.list_length)])
     return train, val
 
 
@@ -250,7 +261,7 @@ def _optimizer(model, config: PlantBertConfig, lr: float | None = None):
 def accuracy(pb: PlantBert, lists: C.Lists, batch_size: int = 512) -> float:
     if len(lists) == 0:
         return float("nan")
-    idx, _ = pb.predict(lists.tokens, batch_size)
+    idx, _ = pb.predict(lists.tokens, batch_size, values=lists.values)
     return float((idx == lists.label).mean())
 
 
@@ -264,8 +275,18 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
     rng = seed_everything(config.seed)
     gen = torch.Generator().manual_seed(config.seed)  # the masking's own stream (CPU)
     device = torch.device(resolve_device(config.device))
-    kw = bert_kwargs(config.size, len(vocab), config.top_n, len(labels), **config.model_overrides)
+    overrides = {"type_vocab_size": config.prob_bins + 1, **config.model_overrides}
+    kw = bert_kwargs(config.size, len(vocab), config.top_n, len(labels), **overrides)
     tokens = train.tokens
+    # token types: the bins of the listed species' probabilities (0 everywhere without them)
+    types = probability_types(train.values, tokens, config.prob_bins)
+
+    def inputs(toks: np.ndarray, rows: np.ndarray, device) -> dict:
+        ids, mask = model_inputs(toks)
+        out = {"input_ids": ids, "attention_mask": mask}
+        if config.prob_bins:
+            out["token_type_ids"] = type_inputs(types[rows], toks)
+        return {k: v.to(device) for k, v in out.items()}
     lengths = (tokens != PAD).sum(1)
     if (lengths == 0).any():
         raise ValueError("the training corpus holds empty species lists")
@@ -283,10 +304,10 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
             mlm.train()
             total, count, correct = 0.0, 0, 0
             for b in length_batches(lengths, config.batch_size, rng):
-                ids, mask = model_inputs(tokens[b])
-                masked, lab = mask_tokens(ids, len(vocab), config.mask_prob, gen)
-                masked, mask, lab = masked.to(device), mask.to(device), lab.to(device)
-                out = mlm(input_ids=masked, attention_mask=mask)
+                x = inputs(tokens[b], b, "cpu")
+                masked, lab = mask_tokens(x.pop("input_ids"), len(vocab), config.mask_prob, gen)
+                masked, lab = masked.to(device), lab.to(device)
+                out = mlm(input_ids=masked, **{k: v.to(device) for k, v in x.items()})
                 loss = F.cross_entropy(out.logits.view(-1, out.logits.shape[-1]), lab.view(-1), ignore_index=-100)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -309,7 +330,8 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
     t0 = time.perf_counter()
     clf = build_classifier(kw, encoder_from=mlm if config.mlm_epochs > 0 else None).to(device)
     del mlm
-    pb = PlantBert(clf, vocab, labels, config.top_n, config.size, kw)
+    pb = PlantBert(clf, vocab, labels, config.top_n, config.size, kw,
+                   meta={"prob_bins": config.prob_bins, "list_length": config.list_length})
     y = torch.from_numpy(train.label.astype(np.int64))
     best = BestState()  # selection only, no early stop
     best_epoch = ""
@@ -324,9 +346,8 @@ def train_stages(train: C.Lists, val: C.Lists, vocab: Vocab, labels: list[str], 
             toks = _random_truncate(tokens[rows], config.truncate_prob, rng)
             yr = y[torch.from_numpy(rows)]
             for b in random_batches(len(rows), config.batch_size, rng):
-                ids, mask = model_inputs(toks[b])
                 target = yr[b].to(device)
-                logits = clf(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                logits = clf(**inputs(toks[b], rows[b], device)).logits
                 loss = F.cross_entropy(logits, target)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -407,7 +428,7 @@ def train_plantbert(region, out_path, config: PlantBertConfig | None = None, sdm
         "sdm_checkpoint": str(sdm_checkpoint) if sdm_checkpoint else None,
         "label_counts": {c: int(n) for c, n in zip(labels, counts) if n},
     }
-    pb.meta = {"region": str(getattr(region, "path", "")), "seed": config.seed}
+    pb.meta.update({"region": str(getattr(region, "path", "")), "seed": config.seed})
     if plots is not None:
         rep_plots = plots.report.to_dict()
         rep_plots["unknown_names"] = dict(list(rep_plots["unknown_names"].items())[:50])  # the most frequent

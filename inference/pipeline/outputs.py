@@ -118,10 +118,22 @@ TRUE_RICHNESS = OutputSpec(
 
 OUTPUTS: list[OutputSpec] = [*INDICATORS, *TRAIT_OUTPUTS, TRUE_RICHNESS]
 
+# Habitat suitability keeps, per cell, the probabilities of Pl@ntBERT's most probable level-3
+# classes (a habitat outside them shows 0 there: its probability is below the k-th one).
+HABITAT_TOP_K = 3
+SUITABILITY_FILE = "habitat.suitability"
+
+
+def suitability_layer_id(code: str) -> str:
+    return f"{SUITABILITY_FILE}.{code}"
+
+
 def habitat_outputs(labels: list[str]) -> list[OutputSpec]:
     """Pl@ntBERT layers for a model whose level-3 classes are ``labels``: the class at levels 3, 2
     and 1 (value = 1 + index into the sorted codes of that level; 0 = no assemblage) with a colour
-    table and a legend naming each code, and the level-3 class probability."""
+    table and a legend naming each code, the level-3 class probability, and one suitability layer
+    per level-3 class (bands of one file, ``labels`` order: the class's probability where it is
+    among the cell's ``HABITAT_TOP_K`` most probable, else 0)."""
     out = []
     for level in (3, 2, 1):
         codes = sorted({eunis.at_level(c, level) for c in labels})
@@ -143,6 +155,16 @@ def habitat_outputs(labels: list[str]) -> list[OutputSpec]:
         layer_id="habitat.l3.probability", kind="habitat-probability", title="EUNIS habitat: class probability",
         description="Pl@ntBERT's softmax probability of the level-3 class shown in habitat.l3 (0: no assemblage).",
         units="probability", colormap="cividis", rescale=(0.0, 1.0)))
+    for band, code in enumerate(labels, start=1):
+        name = _habitat_name(code)
+        out.append(OutputSpec(
+            layer_id=suitability_layer_id(code), kind="habitat-suitability",
+            title=f"Suitability: {code} {name}".strip(), file=SUITABILITY_FILE, band=band,
+            description=(f"Pl@ntBERT's probability that the 50 m cell's assemblage belongs to EUNIS habitat {code}"
+                         + (f" ({name})" if name else "") + f", where {code} is among the cell's {HABITAT_TOP_K} "
+                         f"most probable level-3 habitats; 0 where it is not (there its probability is lower than "
+                         f"those of the {HABITAT_TOP_K} most probable)."),
+            units="probability", colormap="viridis", rescale=(0.0, 1.0)))
     return out
 
 

@@ -23,6 +23,7 @@ from inference.pipeline.assemblage import chunk_assemblages
 from inference.pipeline.outputs import (
     ASSEMBLAGES,
     EMBEDDING_RGB,
+    HABITAT_TOP_K,
     OUTPUTS,
     SPECIES_CODES,
     SPECIES_PRESENT,
@@ -31,6 +32,7 @@ from inference.pipeline.outputs import (
     TRUE_RICHNESS,
     habitat_outputs,
     mask_outputs,
+    suitability_layer_id,
 )
 from inference.sdm import conformal
 from inference.sdm.predict import MetaTileSDM, per_patch_probabilities
@@ -232,13 +234,17 @@ def compute_metatile(region, tile: MetaTile, models: CascadeModels, profile: Run
         with timer("habitat"):
             hm = classify_metatile(models.plantbert, prob, threshold=profile.threshold,
                                    species_ids=models.species_ids, amp=prob.device.type == "cuda",
-                                   batch_size=(models.batches or Batches()).lists, step=profile.habitat_step)
+                                   batch_size=(models.batches or Batches()).lists, step=profile.habitat_step,
+                                   top_k=HABITAT_TOP_K)
             if info is not None:
                 info["habitat"] = hm.stats
             for level in (3, 2, 1):
                 idx, _codes = hm.level_index(level)
                 out[f"habitat.l{level}"] = (idx.astype(np.int16) + 1).astype(np.uint8)  # 0: no assemblage
             out["habitat.l3.probability"] = np.where(hm.index >= 0, hm.probability, -1.0).astype(np.float32)
+            has_list = hm.index >= 0
+            for code, band in zip(hm.labels, hm.suitability()):
+                out[suitability_layer_id(code)] = np.where(has_list, band, -1.0)
     if models.botaclip is not None:
         with timer("embedding"):
             emb = metatile_embeddings(region, tile, models.botaclip, rows=slice(0, rows))

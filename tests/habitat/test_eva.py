@@ -223,9 +223,9 @@ def test_sdm_lists_at_plots_take_the_plots_habitat(tmp_path, region, monkeypatch
     plots = read_eva_folder(tmp_path / "eva", Vocab.from_region(region))
     calls = []
 
-    def fake_sdm_lists(region_, sdm, vocab, x, y, label, top_n, threshold=None, log=None):
+    def fake_sdm_lists(region_, sdm, vocab, x, y, label, top_n, threshold=None, log=None, length="top_n"):
         calls.append((x, y, label))
-        t = C.true_lists(region_, x, y, label, top_n)
+        t = C.true_lists(region_, x, y, label, top_n, length=length)
         return C.Lists(t.x, t.y, t.label, t.tokens, "sdm")
 
     monkeypatch.setattr(C, "sdm_lists", fake_sdm_lists)

@@ -256,3 +256,73 @@ def test_evaluation_table(tmp_path, region, random_bert):
         assert 0 <= r["level3"] <= r["level2"] <= r["level1"] <= 1
     table = format_table(rows)
     assert "| truth plots | 10 | Pl@ntBERT |" in table and "| true-p lists | 30 | MLP |" in table
+
+
+def test_probability_types_bin_log10_probabilities():
+    from inference.habitat.plantbert import probability_types
+
+    tokens = np.array([[7, 8, 9, 10, 11, PAD]], np.int32)
+    values = np.array([[1.0, 0.5, 0.0011, 0.0005, np.nan, 0.9]], np.float32)
+    # 3 bins over log10 p in [-3, 0]: [0.001, 0.01), [0.01, 0.1), [0.1, 1]; below 0.001 in the first;
+    # no probability (NaN) and padding are type 0
+    assert probability_types(values, tokens, 3).tolist() == [[3, 3, 1, 1, 0, 0]]
+    assert probability_types(None, tokens, 3).tolist() == [[0] * 6]
+    assert probability_types(values, tokens, 0).tolist() == [[0] * 6]
+
+
+def test_lists_cut_to_their_expected_plot_richness():
+    p = np.array([[0.9, 0.8, 0.5, 0.2, 0.0],  # sum 2.4: the first 2 species
+                  [0.1, 0.05, 0.03, 0.02, 0.0],  # sum 0.2: at least 1
+                  [1.0, 1.0, 1.0, 1.0, 1.0]], np.float32)  # sum 5: at most top_n
+    tok, val = C.probability_tokens(p, 4, None, length="expected", return_values=True)
+    assert (tok != PAD).sum(1).tolist() == [2, 1, 4]
+    assert tok[0, :2].tolist() == [5, 6] and np.allclose(val[0, :2], [0.9, 0.8]) and np.isnan(val[0, 2:]).all()
+    assert (C.probability_tokens(p, 4) != PAD).sum(1).tolist() == [4, 4, 4]
+    with pytest.raises(ValueError, match="list length"):
+        C.probability_tokens(p, 4, length="plots")
+
+
+def _random_prob_bert(region, bins: int = 8) -> PlantBert:
+    torch.manual_seed(1)
+    vocab = Vocab.from_region(region)
+    labels = list(region.meta["habitat_codes"])
+    kw = bert_kwargs("demo", len(vocab), 30, len(labels), **TINY_BERT, type_vocab_size=bins + 1)
+    model = build_classifier(kw)
+    with torch.no_grad():  # types that matter (an untrained BERT's embeddings are all near 0)
+        model.bert.embeddings.token_type_embeddings.weight.normal_(0.0, 1.0)
+    return PlantBert(model, vocab, labels, top_n=30, kwargs=kw, meta={"prob_bins": bins})
+
+
+def test_probability_inputs_reach_the_model_in_the_cascade(region, window_probs):
+    pb = _random_prob_bert(region)
+    S = window_probs.shape[0]
+    cells = window_probs.reshape(S, -1).T
+    tok, val = C.probability_tokens(cells, 30, 0.2, return_values=True)
+    has = (tok != PAD).any(1)
+    direct, _ = pb.predict(tok[has], values=val[has])
+    a = classify_metatile(pb, window_probs, threshold=0.2, dedup=True)
+    b = classify_metatile(pb, window_probs, threshold=0.2, dedup=False)
+    assert np.array_equal(a.index, b.index)
+    assert np.array_equal(a.index.ravel()[has], direct)  # the cascade feeds the probabilities' bins
+    # the probabilities change the answer: without them (type 0, as a plot) the logits differ
+    with_p = pb.logits(tok[has][:64], values=val[has][:64])
+    without = pb.logits(tok[has][:64])
+    assert (with_p - without).abs().max() > 0.02 * without.abs().max()
+    # distinct lists are distinct by species and bins: never fewer than by species alone
+    plain = classify_metatile(_random_prob_bert(region, 0), window_probs, threshold=0.2)
+    assert a.stats["model_lists"] >= plain.stats["model_lists"]
+
+
+def test_training_with_probability_inputs_and_plot_length_round_trips(tmp_path, region):
+    config = PlantBertConfig(n_plots=300, n_val=60, true_lists=200, mlm_epochs=1, cls_epochs=1, top_n=30,
+                             prob_bins=8, list_length="expected", model_overrides=TINY_BERT)
+    out = tmp_path / "pb.pt"
+    train_plantbert(region, out, config, log=lambda *_: None)
+    pb = load_plantbert(out)
+    assert pb.prob_bins == 8 and pb.list_length == "expected" and pb.model.config.type_vocab_size == 9
+    lists = C.true_lists(region, *C.sample_cells(region, 50, C.TEST, 0), 30, length="expected")
+    assert lists.values is not None and (lists.lengths <= 30).all()
+    idx, _ = pb.predict(lists.tokens, values=lists.values)
+    assert idx.shape == (50,)
+    with pytest.raises(ValueError, match="list length"):
+        PlantBertConfig(list_length="plots")

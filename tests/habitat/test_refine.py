@@ -92,3 +92,61 @@ def test_single_row_grid_is_evaluated_cell_by_cell():
     idx, _, _, stats = refine_classify(ev, np.ones(classes.shape, bool), 4)
     assert np.array_equal(idx, classes) and stats["evaluated"] == 9
 
+
+
+def test_top_k_classes_are_interpolated_class_by_class_and_keep_the_winner_first():
+    # Three classes with bilinear probabilities: interpolating each class between the corners is
+    # exact where the top 2 of the four corners are the same pair of classes, and the winner of
+    # a filled block stays first at every cell.
+    H, W = 60, 80
+    r, c = np.mgrid[0:H, 0:W].astype(np.float64)
+    dense = np.stack([0.5 + 0.004 * r, 0.3 - 0.002 * r + 0.001 * c, 0.2 - 0.002 * r - 0.001 * c + 0.001 * W])
+    dense /= dense.sum(0, keepdims=True)
+    order = np.argsort(-dense, axis=0, kind="stable")[:2]  # [2, H, W]
+    top_p = np.take_along_axis(dense, order, 0)
+    calls = []
+
+    def evaluate(flat):
+        calls.append(len(flat))
+        rr, cc = np.divmod(flat, W)
+        return order[:, rr, cc].T.astype(np.int16), top_p[:, rr, cc].T.astype(np.float32)
+
+    idx, prob, evaluated, stats = refine_classify(evaluate, np.ones((H, W), bool), 8)
+    assert idx.shape == (H, W, 2) and prob.shape == (H, W, 2)
+    assert stats["filled"] > 0 and evaluated.mean() < 0.5
+    assert np.array_equal(idx[..., 0], order[0])  # the first class everywhere, evaluated or filled
+    assert (prob[..., 0] >= prob[..., 1]).all()
+    same_pair = np.array_equal(idx[..., 1], order[1])
+    if same_pair:  # the second class only changes where the corners' second classes differ
+        assert np.abs(prob - np.moveaxis(top_p, 0, -1)).max() < 1e-5
+    else:
+        ok = idx[..., 1] == order[1]
+        assert ok.mean() > 0.9 and np.abs(prob[..., 0] - top_p[0]).max() < 1e-5
+
+
+def test_top_k_suitability_of_a_metatile_matches_the_dense_softmax():
+    import torch
+
+    from inference.habitat.infer import classify_metatile
+    from inference.habitat.plantbert import PlantBert, Vocab, bert_kwargs, build_classifier
+
+    torch.manual_seed(0)
+    vocab = Vocab(tuple(range(30)), tuple(f"species {i}" for i in range(30)))
+    labels = ["R22", "R21", "R23", "Q11", "Q22"]
+    kw = bert_kwargs("small", len(vocab), 12, len(labels))
+    pb = PlantBert(build_classifier(kw), vocab, labels, 12, "small", kw)
+    rng = np.random.default_rng(3)
+    probs = rng.random((30, 6, 7)).astype(np.float32)
+    probs[:, 0, 0] = 0.0  # a cell without an assemblage
+    hm = classify_metatile(pb, probs, threshold=0.2, top_k=3)
+    suit = hm.suitability()
+    assert suit.shape == (5, 6, 7) and (suit[:, 0, 0] == 0).all() and hm.index[0, 0] == -1
+    from inference.habitat.infer import metatile_tokens
+
+    toks = metatile_tokens(probs, 12, 0.2)
+    full = pb.predict_proba(toks[1:])  # every cell but the empty one, dense softmax
+    got = suit.reshape(5, -1).T[1:]
+    third = np.sort(full, 1)[:, -3][:, None]
+    assert np.allclose(np.where(full >= third - 1e-6, full, 0.0), got, atol=1e-5)
+    assert np.array_equal(hm.index.ravel()[1:], full.argmax(1))
+    assert ((got > 0).sum(1) == 3).all()
